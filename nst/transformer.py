@@ -1,0 +1,204 @@
+"""The image transformation network of Johnson et al. 2016, "Perceptual Losses for
+Real-Time Style Transfer and Super-Resolution" (with the changes that became standard:
+instance normalisation, Ulyanov et al. 2016, and upsample-then-convolve instead of
+transposed convolutions, Odena et al. 2016, against checkerboard artefacts).
+
+Saved as a folder holding ``model.safetensors`` and ``config.json``: the layout that
+``huggingface_hub``'s ``PyTorchModelHubMixin.save_pretrained`` writes, so a Hub repo, a
+bundled zoo style and a training export are one format.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from nst.errors import NSTError
+
+MODEL_TYPE = "johnson2016-transformer"
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+@dataclass
+class TransformerConfig:
+    """Architecture of the network plus free-form metadata about the style."""
+
+    width: int = 32  # channels of the first conv; 64 and 128 follow. 16 = half width (CPU)
+    residual_blocks: int = 5
+    model_type: str = MODEL_TYPE
+    style: dict[str, Any] = field(default_factory=dict)  # id, title, artist, image, ...
+    training: dict[str, Any] = field(default_factory=dict)  # the settings it was made with
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TransformerConfig:
+        if data.get("model_type", MODEL_TYPE) != MODEL_TYPE:
+            raise NSTError(
+                f"config.json describes a '{data.get('model_type')}', not a {MODEL_TYPE}."
+            )
+        known = {k: data[k] for k in ("width", "residual_blocks", "style", "training") if k in data}
+        try:
+            config = cls(**known)
+        except TypeError as exc:
+            raise NSTError(f"config.json is not a valid transformer config: {exc}") from exc
+        if not (isinstance(config.width, int) and config.width > 0):
+            raise NSTError(f"config.json: width must be a positive integer, not {config.width!r}.")
+        if not (isinstance(config.residual_blocks, int) and config.residual_blocks >= 0):
+            raise NSTError("config.json: residual_blocks must be a non-negative integer.")
+        return config
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection pad -> conv (same size for stride 1)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
+        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_ch, out_ch, kernel, stride))
+
+
+class ConvNormReLU(nn.Sequential):
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int = 1):
+        super().__init__(
+            ConvLayer(in_ch, out_ch, kernel, stride),
+            nn.InstanceNorm2d(out_ch, affine=True),
+            nn.ReLU(inplace=True),
+        )
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 convs with instance norm; identity shortcut (He et al. 2016)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            ConvNormReLU(channels, channels, 3),
+            ConvLayer(channels, channels, 3),
+            nn.InstanceNorm2d(channels, affine=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+class UpsampleConv(nn.Sequential):
+    """Nearest 2x upsampling, then conv + norm + ReLU (no checkerboard)."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__(
+            nn.Upsample(scale_factor=2, mode="nearest"), ConvNormReLU(in_ch, out_ch, 3)
+        )
+
+
+class TransformerNet(nn.Module):
+    """RGB in [0, 1] (B, 3, H, W) -> stylised RGB in [0, 1] (B, 3, H, W), any H, W."""
+
+    def __init__(self, config: TransformerConfig | None = None):
+        super().__init__()
+        self.config = config or TransformerConfig()
+        w = self.config.width
+        self.encoder = nn.Sequential(
+            ConvNormReLU(3, w, 9),  # (B, w, H, W)
+            ConvNormReLU(w, 2 * w, 3, stride=2),  # (B, 2w, H/2, W/2)
+            ConvNormReLU(2 * w, 4 * w, 3, stride=2),  # (B, 4w, H/4, W/4)
+        )
+        self.residuals = nn.Sequential(
+            *(ResidualBlock(4 * w) for _ in range(self.config.residual_blocks))
+        )
+        self.decoder = nn.Sequential(
+            UpsampleConv(4 * w, 2 * w),  # (B, 2w, H/2, W/2)
+            UpsampleConv(2 * w, w),  # (B, w, H, W)
+            ConvLayer(w, 3, 9),  # (B, 3, H, W)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        # Pad to a multiple of 4 so the two stride-2 stages come back to the same size.
+        pad_h, pad_w = (-h) % 4, (-w) % 4
+        if pad_h or pad_w:
+            x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        y = self.decoder(self.residuals(self.encoder(x)))
+        y = y[..., :h, :w]
+        # No sigmoid: the last conv learns the range. Clamp only at inference, since a
+        # clamp's zero gradient outside [0, 1] would stall training.
+        return y if self.training else y.clamp(0, 1)
+
+
+def save_transformer(model: TransformerNet, folder: str | os.PathLike, half: bool = False) -> Path:
+    """Write ``model.safetensors`` (+ ``config.json``) into ``folder``; fp16 when ``half``."""
+    from safetensors.torch import save_file
+
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    dtype = torch.float16 if half else torch.float32
+    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
+    tmp = out / (WEIGHTS_NAME + ".tmp")
+    save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+    os.replace(tmp, out / WEIGHTS_NAME)  # never leave a half-written model behind
+    (out / CONFIG_NAME).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
+    return out
+
+
+def _check_state(model: TransformerNet, state: dict[str, torch.Tensor], where: str) -> None:
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
+    if missing or unexpected or wrong:
+        lines = [
+            f"The checkpoint {where} does not fit a transformer of width {model.config.width}:"
+        ]
+        if missing:
+            lines.append(f"  missing tensors ({len(missing)}): {', '.join(missing[:6])}")
+        if unexpected:
+            lines.append(f"  unexpected tensors ({len(unexpected)}): {', '.join(unexpected[:6])}")
+        for k in wrong[:6]:
+            lines.append(f"  {k}: expected shape {expected[k]}, found {found[k]}")
+        lines.append("Check that config.json belongs to this model.safetensors.")
+        raise NSTError("\n".join(lines))
+
+
+def load_transformer(path: str | os.PathLike, device: torch.device | str = "cpu") -> TransformerNet:
+    """Load a folder (``model.safetensors`` + ``config.json``) or a ``.safetensors`` file.
+
+    Pickles (``.pth``/``.bin``/``.pt``) are refused: loading one can run arbitrary code.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        weights, config_file = path / WEIGHTS_NAME, path / CONFIG_NAME
+    else:
+        weights, config_file = path, path.with_name(CONFIG_NAME)
+    if weights.suffix in (".pth", ".pt", ".bin", ".pkl", ".ckpt"):
+        raise NSTError(
+            f"'{weights}' is a pickle checkpoint; only .safetensors models are loaded "
+            "(a pickle can run arbitrary code). Convert it with safetensors first."
+        )
+    if not weights.is_file():
+        raise NSTError(
+            f"No model at '{path}': expected a folder with {WEIGHTS_NAME} and {CONFIG_NAME}."
+        )
+    config = TransformerConfig()
+    if config_file.is_file():
+        try:
+            config = TransformerConfig.from_dict(json.loads(config_file.read_text()))
+        except json.JSONDecodeError as exc:
+            raise NSTError(f"'{config_file}' is not valid JSON: {exc}") from exc
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise NSTError(
+            f"'{weights}' is not a valid safetensors file ({exc}); it may be truncated. "
+            "Download or export it again."
+        ) from exc
+    model = TransformerNet(config)
+    _check_state(model, state, f"'{weights}'")
+    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    return model.to(device).eval()

@@ -1,0 +1,52 @@
+"""Shared fixtures: where ../shared is, and a small random VGG for fast unit tests."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("NST_SHARED", ROOT.parent / "shared"))
+REAL_VGG16 = SHARED / "weights" / "vgg16_imagenet_features.safetensors"
+CONTENT_DIR = SHARED / "data" / "content"
+STYLE_DIR = SHARED / "data" / "styles"
+TRAIN_DIR = SHARED / "data" / "train"
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+def _require(path: Path, what: str) -> Path:
+    if not path.exists():
+        pytest.skip(f"{what} not found at {path} (the ../shared folder is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_vgg16() -> Path:
+    """Path of the real ImageNet VGG16 weights; skips the test when ../shared lacks it."""
+    return _require(REAL_VGG16, "real VGG16 weights")
+
+
+@pytest.fixture(scope="session")
+def content_dir() -> Path:
+    return _require(CONTENT_DIR, "content photos")
+
+
+@pytest.fixture(scope="session")
+def style_dir() -> Path:
+    return _require(STYLE_DIR, "style paintings")
+
+
+@pytest.fixture(scope="session")
+def train_dir() -> Path:
+    return _require(TRAIN_DIR, "training photos")
+
+
+@pytest.fixture(autouse=True)
+def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach the real Hub: tests that need one start their own fake server."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
+    monkeypatch.delenv("NST_VGG_WEIGHTS", raising=False)
