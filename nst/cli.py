@@ -1,0 +1,46 @@
+"""``python -m nst COMMAND``: one entry point, one module per command.
+
+Each command module has ``HELP`` (one line), ``add_arguments(parser)`` and
+``run(args) -> int``. Errors meant for a person (:class:`NSTError`) print as one
+message and exit 2; nothing else is caught, so real bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from nst.errors import NSTError
+
+COMMANDS = {
+    "gatys": "nst.cli_gatys",
+    "stylize": "nst.cli_stylize",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m nst",
+        description="Neural style transfer: Gatys et al. 2015 and Johnson et al. 2016.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
+        module.add_arguments(command)
+        command.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except NSTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
