@@ -1,0 +1,209 @@
+"""Every setting of a training run in one dataclass, and the command line that fills it.
+
+Defaults follow Johnson et al. 2016 ("Perceptual Losses for Real-Time Style Transfer"):
+256 x 256 crops, batch 4, Adam lr 1e-3, VGG16 loss network, content relu2_2, style
+relu1_2 / relu2_2 / relu3_3 / relu4_3, a total-variation term. The loss weights are for
+the normalised losses of :mod:`nst.losses` (each term about 1 for an unrelated image),
+not the paper's raw numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from nst.errors import NSTError
+
+#: Settings that may change when a run is resumed; every other one defines the run.
+RESUMABLE_OVERRIDES = frozenset(
+    {
+        "iterations",
+        "epochs",
+        "checkpoint_every",
+        "preview_every",
+        "keep_checkpoints",
+        "lr",
+        "workers",
+        "progress",
+        "export",
+        "save_rank_weights",
+        "compile",
+    }
+)
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Saved as ``RUN_DIR/run.json`` and in every checkpoint."""
+
+    style: str = ""  # path of the style image (the painting)
+    data: str = ""  # folder of training photos (COCO 2014 train in production)
+    out: str = ""  # RUN_DIR: checkpoints, previews, metrics, export
+    iterations: int = 40_000  # optimiser steps (Johnson: 2 epochs of COCO at batch 4)
+    epochs: float | None = None  # when set, iterations = epochs over the data (all processes)
+    image_size: int = 256  # side of the square random crops
+    batch_size: int = 4  # per process; torchrun multiplies it by the number of processes
+    style_size: int = 512  # long side of the style image when its Gram matrices are taken
+    lr: float = 1e-3  # Adam learning rate
+    content_weight: float = 1.0
+    style_weight: float = 30.0  # tuned on real runs with the normalised losses of nst.losses
+    tv_weight: float = 10.0  # total variation: smooths the 9x9 output conv's speckle
+    content_layers: list[str] = field(default_factory=lambda: ["relu2_2"])
+    style_layers: list[str] = field(
+        default_factory=lambda: ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]
+    )
+    vgg_weights: str | None = None  # path, "random" (tests), or None = env / Hub
+    vgg_width_divisor: int = 1  # >1 only with vgg_weights="random" (fast tests)
+    width: int = 32  # transformer width (32 = Johnson's net; 16 = a faster, lighter one)
+    residual_blocks: int = 5
+    precision: str = "auto"  # "auto" = bf16 autocast on GPUs that support it, else fp32
+    channels_last: str = "auto"  # "auto" = on CUDA only (it pays there); "on" / "off"
+    compile: bool = False  # torch.compile the transformer (pays on long GPU runs)
+    seed: int = 0  # model init, data order and crops all derive from it
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    preview_every: int = 500
+    val_count: int = 4  # fixed validation photos (held out of the data when there are enough)
+    val_dir: str | None = None  # take validation photos from here instead
+    workers: int = -1  # data loader processes; -1 = 0 on CPU, 4 on CUDA
+    progress: bool = True  # tqdm bar
+    export: bool = True  # write RUN_DIR/export at the end
+    save_rank_weights: bool = False  # every DDP rank also saves its final weights (DDP test)
+    # Style metadata for config.json, the model card and the zoo catalogue.
+    style_id: str = ""  # default: the style file's stem
+    title: str = ""
+    painting: str = ""
+    artist: str = ""
+    year: str = ""
+    license: str = "mit"  # licence of the trained weights (the model card's metadata)
+    dataset: str = ""  # dataset name for the model card; default: the data folder's name
+
+    def finish(self) -> TrainConfig:
+        """Fill derived defaults and check every value; raises NSTError on a bad one."""
+        if not self.style:
+            raise NSTError("--style is required: the path of the style image (a painting).")
+        if not self.data:
+            raise NSTError("--data is required: a folder of training photos.")
+        if not self.out:
+            raise NSTError("--out is required: the run folder for checkpoints and the export.")
+        positive = (
+            "iterations",
+            "image_size",
+            "batch_size",
+            "style_size",
+            "width",
+            "checkpoint_every",
+            "preview_every",
+            "keep_checkpoints",
+        )
+        for name in positive:
+            if int(getattr(self, name)) <= 0:
+                raise NSTError(
+                    f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}."
+                )
+        if self.image_size < 32:
+            raise NSTError(f"--image-size {self.image_size} is too small: use at least 32 px.")
+        if self.lr <= 0:
+            raise NSTError(f"--lr must be positive, not {self.lr}.")
+        for name in ("content_weight", "style_weight", "tv_weight"):
+            if getattr(self, name) < 0:
+                raise NSTError(f"--{name.replace('_', '-')} must not be negative.")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise NSTError(f"--precision must be auto, bf16 or fp32, not '{self.precision}'.")
+        if self.channels_last not in ("auto", "on", "off"):
+            raise NSTError("--channels-last must be auto, on or off.")
+        if not self.content_layers or not self.style_layers:
+            raise NSTError("At least one content layer and one style layer are needed.")
+        if not self.style_id:
+            self.style_id = Path(self.style).stem
+        if not self.title:
+            self.title = self.style_id.replace("_", " ").title()
+        if not self.painting:
+            self.painting = self.title
+        if not self.dataset:
+            self.dataset = Path(self.data).name
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _layers(text: str) -> list[str]:
+    return [name.strip() for name in text.split(",") if name.strip()]
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected yes or no, not '{text}'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every option defaults to None, so a resumed run can tell what was given explicitly."""
+    p = argparse.ArgumentParser(
+        prog="python -m train",
+        description="Train a Johnson et al. 2016 feed-forward style network. "
+        "Multi-GPU / multi-process: torchrun --nproc_per_node N -m train ...",
+        argument_default=None,
+    )
+    d = TrainConfig()
+    p.add_argument("--style", help="style image (a painting)")
+    p.add_argument("--data", help="folder of training photos (searched recursively)")
+    p.add_argument("--out", help="run folder: checkpoints, previews, metrics.csv, export/")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--iterations", type=int, help=f"optimiser steps (default {d.iterations})")
+    p.add_argument("--epochs", type=float, help="alternative to --iterations: passes over --data")
+    p.add_argument("--image-size", type=int, help=f"crop side in px (default {d.image_size})")
+    p.add_argument("--batch-size", type=int, help=f"per process (default {d.batch_size})")
+    p.add_argument("--style-size", type=int, help=f"style long side px (default {d.style_size})")
+    p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument("--content-weight", type=float, help=f"default {d.content_weight}")
+    p.add_argument("--style-weight", type=float, help=f"default {d.style_weight}")
+    p.add_argument("--tv-weight", type=float, help=f"default {d.tv_weight}")
+    p.add_argument("--content-layers", type=_layers, help="comma-separated (default relu2_2)")
+    p.add_argument(
+        "--style-layers", type=_layers, help="comma-separated (default relu1_2,...,relu4_3)"
+    )
+    p.add_argument(
+        "--vgg-weights",
+        help="VGG16 .safetensors (default: $NST_VGG_WEIGHTS or the Hub); 'random' for tests",
+    )
+    p.add_argument("--vgg-width-divisor", type=int, help=argparse.SUPPRESS)
+    p.add_argument("--width", type=int, help=f"transformer width (default {d.width})")
+    p.add_argument("--residual-blocks", type=int, help=f"default {d.residual_blocks}")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default auto")
+    p.add_argument("--channels-last", choices=["auto", "on", "off"], help="default auto")
+    p.add_argument("--compile", type=_bool, help="torch.compile the transformer (yes/no)")
+    p.add_argument("--seed", type=int, help=f"default {d.seed}")
+    p.add_argument("--checkpoint-every", type=int, help=f"steps (default {d.checkpoint_every})")
+    p.add_argument("--keep-checkpoints", type=int, help=f"default {d.keep_checkpoints}")
+    p.add_argument("--preview-every", type=int, help=f"steps (default {d.preview_every})")
+    p.add_argument("--val-count", type=int, help=f"validation photos (default {d.val_count})")
+    p.add_argument("--val-dir", help="folder of validation photos (default: held out of --data)")
+    p.add_argument("--workers", type=int, help="data loader processes (default: 0 CPU, 4 CUDA)")
+    p.add_argument("--progress", type=_bool, help="show a tqdm bar (yes/no, default yes)")
+    p.add_argument("--export", type=_bool, help="write RUN_DIR/export at the end (default yes)")
+    p.add_argument("--save-rank-weights", action="store_const", const=True, help=argparse.SUPPRESS)
+    p.add_argument("--style-id", help="catalogue id (default: the style file's name)")
+    p.add_argument("--title", help="style title for the model card and the zoo")
+    p.add_argument("--painting", help="painting name")
+    p.add_argument("--artist", help="painter")
+    p.add_argument("--year", help="year of the painting")
+    p.add_argument("--license", help="licence of the trained weights (default mit)")
+    p.add_argument("--dataset", help="dataset name for the model card")
+    return p
+
+
+def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (argparse left the rest None)."""
+    known = {f.name for f in fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in known and v is not None}

@@ -1,0 +1,196 @@
+"""RUN_DIR/export: the trained network as the zoo and the Hub take it, with a model card.
+
+The folder holds ``model.safetensors`` (fp16: half the download, no visible change),
+``config.json`` (architecture, style metadata, hyper-parameters), ``style.jpg``,
+``samples/*.jpg`` and ``README.md``, a model card made with ``huggingface_hub``'s
+``ModelCard`` / ``ModelCardData``. It is written beside the final folder and renamed
+into place, so an export is complete or absent.
+
+``python -m train.export RUN_DIR [--step N]`` exports any checkpoint again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nst.errors import NSTError
+from nst.images import load_image, save_image, to_tensor
+from nst.transformer import TransformerNet, load_transformer, save_transformer
+from train import checkpoint as ckpt
+from train import data
+
+EXPORT_NAME = "export"
+SAMPLE_SIZE = 512  # long side of the sample outputs in the card
+STYLE_PREVIEW_SIZE = 512
+
+
+def _find_checkpoint(run_dir: Path, step: int | None) -> ckpt.Checkpoint:
+    checkpoints = ckpt.list_checkpoints(run_dir)
+    if not checkpoints:
+        raise NSTError(f"'{run_dir}' holds no checkpoint to export; train first.")
+    if step is None:
+        return checkpoints[-1]
+    for found in checkpoints:
+        if found.step == step:
+            return found
+    steps = ", ".join(str(c.step) for c in checkpoints)
+    raise NSTError(f"'{run_dir}' has no checkpoint of step {step}; it has steps {steps}.")
+
+
+@torch.no_grad()
+def write_samples(model: TransformerNet, photos: Sequence[Path], folder: Path) -> list[str]:
+    """Stylise the validation photos (whole, at SAMPLE_SIZE) into ``folder``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    names = []
+    for path in photos:
+        try:
+            photo = to_tensor(load_image(path, long_side=SAMPLE_SIZE))
+        except NSTError:
+            continue
+        name = f"samples/{path.stem}.jpg"
+        save_image(model(photo), folder.parent / name)
+        names.append(name)
+    return names
+
+
+def _format_seconds(seconds: float) -> str:
+    hours, rest = divmod(int(round(seconds)), 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
+
+
+def model_card(
+    config: dict[str, Any],
+    state: dict[str, Any],
+    samples: Sequence[str],
+    repo_id: str | None = None,
+) -> Any:
+    """The model card (a ``huggingface_hub.ModelCard``) of one export."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    run = state.get("config", {})
+    style = config.get("style", {})
+    training = config.get("training", {})
+    card_data = ModelCardData(
+        library_name="pytorch",
+        pipeline_tag="image-to-image",
+        license=run.get("license") or "mit",
+        datasets=[run.get("dataset") or training.get("dataset") or "images"],
+        tags=["style-transfer", "neural-style-transfer", "johnson2016", "nst"],
+        model_name=f"Johnson 2016 style network: {style.get('title', '')}",
+    )
+    painting = style.get("painting") or style.get("title", "")
+    by = f" by {style['artist']}" if style.get("artist") else ""
+    year = f" ({style['year']})" if style.get("year") else ""
+    hyper = {
+        **training,
+        "width": config.get("width"),
+        "residual_blocks": config.get("residual_blocks"),
+    }
+    rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in hyper.items())
+    images = " ".join(f"![{Path(s).stem}]({s})" for s in samples)
+    name = repo_id or "PATH_OR_REPO"
+    body = f"""
+# {style.get("title", "Style")}: a feed-forward style transfer network
+
+Paints any photo in the style of *{painting}*{by}{year} in one forward pass: the image
+transformation network of Johnson et al. 2016, "Perceptual Losses for Real-Time Style
+Transfer and Super-Resolution", with instance normalisation and upsample-convolutions.
+
+## Style image
+
+![style](style.jpg)
+
+## Samples
+
+{images}
+
+## Use it with this project
+
+```bash
+python -m nst stylize photo.jpg --model {name} --out stylised.jpg
+```
+
+```python
+import zoo
+from nst.stylize import stylize
+
+model = zoo.load("{name}")  # a Hub repo id or this folder
+stylize(model, "photo.jpg", size=1024).save("stylised.jpg")
+```
+
+The folder is `model.safetensors` (fp16) + `config.json`; `nst.transformer.load_transformer`
+loads it as it is. No pickles.
+
+## Training
+
+| setting | value |
+|---|---|
+{rows}
+
+- Hardware: {state.get("hardware", "unknown")}, precision {state.get("precision", "fp32")}
+- Training time: {_format_seconds(float(state.get("train_seconds", 0.0)))} for
+  {state.get("step", "?")} steps
+- Loss network: VGG16 (ImageNet), content layers {training.get("content_layers")}, style
+  layers {training.get("style_layers")}; losses normalised by the size of their targets.
+"""
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
+
+
+def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
+    """Write ``RUN_DIR/export`` from the latest (or the given) checkpoint."""
+    run_dir = Path(run_dir)
+    found = _find_checkpoint(run_dir, step)
+    model = load_transformer(found.path)
+    run = found.state.get("config", {})
+    final = run_dir / EXPORT_NAME
+    tmp = run_dir / f".{EXPORT_NAME}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_transformer(model, tmp, half=True)
+    style_path = Path(run.get("style", ""))
+    if style_path.is_file():
+        load_image(style_path, long_side=STYLE_PREVIEW_SIZE).save(tmp / "style.jpg", quality=92)
+    photos: list[Path] = []
+    try:
+        if run.get("val_dir"):
+            photos = data.list_images(run["val_dir"])[: run.get("val_count", 4)]
+        elif run.get("data"):
+            files = data.list_images(run["data"])
+            photos = data.split_validation(files, run.get("val_count", 4))[1]
+    except NSTError:
+        photos = []  # the photos moved away since training: a card without samples
+    samples = write_samples(model, photos, tmp / "samples")
+    config = json.loads((tmp / "config.json").read_text())
+    model_card(config, found.state, samples).save(tmp / "README.md")
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(tmp, final)
+    return final
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m train.export", description="Export a run's checkpoint to RUN_DIR/export."
+    )
+    parser.add_argument("run_dir", help="the run folder (--out of python -m train)")
+    parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
+    args = parser.parse_args(argv)
+    try:
+        print(export_run(args.run_dir, args.step))
+    except NSTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""What a run or a benchmark ran on, in words: printed by benchmarks, written in model cards."""
+
+from __future__ import annotations
+
+import os
+import platform
+
+import torch
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name (from /proc/cpuinfo on Linux)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def describe(device: torch.device | str, world_size: int = 1) -> str:
+    """e.g. '1 x NVIDIA H100 80GB HBM3' or 'CPU: AMD EPYC (2 cores)'."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"{world_size} x {torch.cuda.get_device_name(device)}"
+    cores = os.cpu_count() or 1
+    procs = f", {world_size} processes" if world_size > 1 else ""
+    return f"CPU: {cpu_model()} ({cores} cores{procs})"
+
+
+def environment(device: torch.device | str) -> dict[str, str]:
+    """The facts a benchmark number needs beside it."""
+    return {
+        "cpu": cpu_model(),
+        "cores": str(os.cpu_count()),
+        "torch_threads": str(torch.get_num_threads()),
+        "torch": torch.__version__,
+        "device": describe(device),
+        "python": platform.python_version(),
+    }
