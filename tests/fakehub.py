@@ -15,7 +15,8 @@ Upload path
   ``POST .../commit/{rev}``, after which the files are downloadable by the new commit.
 
 Faults are injected per path (``hub.fail(...)``): a status code, a stall that never
-sends the body, or a body cut short. Every request is recorded in ``hub.requests``.
+sends the body, a body cut short, or bytes flipped in transit. Every request is recorded
+in ``hub.requests``.
 
 Use the ``fake_hub`` pytest fixture: it starts the server, points ``HF_ENDPOINT``,
 ``HF_HOME`` and ``HF_TOKEN`` at it and a temporary folder, turns offline mode off (in the
@@ -68,7 +69,7 @@ def is_lfs(path: str) -> bool:
 class Fault:
     """What to do to requests whose method and path match."""
 
-    kind: str  # "status", "stall" or "truncate"
+    kind: str  # "status", "stall", "truncate" or "corrupt"
     pattern: str  # fnmatch pattern on the URL path, e.g. "*/resolve/*/model.safetensors"
     methods: tuple[str, ...] = ("GET", "HEAD")
     status: int = 500
@@ -189,8 +190,9 @@ class FakeHub:
         methods: tuple[str, ...] = ("GET", "HEAD"),
     ) -> Fault:
         """Inject a fault: ``"status"`` (answer ``status``), ``"stall"`` (send the headers,
-        then never the body) or ``"truncate"`` (send half the body, then close)."""
-        if kind not in ("status", "stall", "truncate"):
+        then never the body), ``"truncate"`` (send half the body, then close) or ``"corrupt"``
+        (send the full body with its bytes flipped, headers unchanged)."""
+        if kind not in ("status", "stall", "truncate", "corrupt"):
             raise ValueError(f"unknown fault kind {kind!r}")
         fault = Fault(kind, pattern, tuple(methods), status, times)
         with self.lock:
@@ -452,6 +454,8 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                 hub.stall()
                 self.close_connection = True
                 return
+            if fault is not None and fault.kind == "corrupt":
+                body = bytes(b ^ 0xFF for b in body)
             if fault is not None and fault.kind == "truncate":
                 self.wfile.write(body[: len(body) // 2])
                 self.wfile.flush()

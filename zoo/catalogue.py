@@ -1,0 +1,280 @@
+"""The style catalogue: ``zoo/catalogue.json`` = ``{"styles": [entry, ...]}``.
+
+Each entry says what a style is (title, painting, artist, year, licence, preview) and
+where its weights live: bundled in the repo (``{"bundled": "models/<id>"}``, a folder
+relative to the catalogue) or on the Hub (``{"repo_id", "filename", "revision"}`` with
+a pinned 40-hex commit, so a style cannot change under a user's feet). ``sha256`` of
+``model.safetensors`` is checked before any load, for both kinds.
+
+Paths in an entry are relative to the catalogue file's folder, so a catalogue and its
+previews/models can live anywhere (``NST_ZOO_CATALOGUE`` points the zoo at another one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nst.errors import NSTError
+from nst.transformer import WEIGHTS_NAME
+
+ZOO_DIR = Path(__file__).resolve().parent
+DEFAULT_CATALOGUE = ZOO_DIR / "catalogue.json"
+PREVIEW_LONG_SIDE = 512
+
+ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
+COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
+SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
+REQUIRED_FIELDS = ("id", "title", "painting", "artist", "year", "license", "preview", "weights")
+
+_write_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class StyleEntry:
+    """One catalogue entry; ``preview_path`` is absolute, ``preview`` as written."""
+
+    id: str
+    title: str
+    painting: str
+    artist: str
+    year: int | str
+    license: str
+    preview: str
+    preview_path: Path
+    weights: dict[str, str]
+    sha256: str
+    training: dict[str, Any] = field(default_factory=dict)
+    base_dir: Path = ZOO_DIR  # the folder the relative paths start from
+
+    @property
+    def is_bundled(self) -> bool:
+        return "bundled" in self.weights
+
+    @property
+    def bundled_path(self) -> Path | None:
+        """Folder holding ``model.safetensors`` + ``config.json`` for bundled styles."""
+        return self.base_dir / self.weights["bundled"] if self.is_bundled else None
+
+    @property
+    def repo_id(self) -> str | None:
+        return self.weights.get("repo_id")
+
+    @property
+    def filename(self) -> str:
+        return self.weights.get("filename", WEIGHTS_NAME)
+
+    @property
+    def revision(self) -> str | None:
+        return self.weights.get("revision")
+
+    @property
+    def source(self) -> str:
+        """Where the weights are, in words (for ``info`` and error messages)."""
+        if self.is_bundled:
+            return f"bundled: {self.bundled_path}"
+        return f"hub: {self.repo_id}/{self.filename} @ {self.revision}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "painting": self.painting,
+            "artist": self.artist,
+            "year": self.year,
+            "license": self.license,
+            "preview": self.preview,
+            "weights": dict(self.weights),
+            "sha256": self.sha256,
+            "training": dict(self.training),
+        }
+
+
+def catalogue_path(catalogue: str | os.PathLike | None = None) -> Path:
+    """The catalogue to use: the argument, else ``NST_ZOO_CATALOGUE``, else the bundled one."""
+    if catalogue is not None:
+        return Path(catalogue)
+    env = os.environ.get("NST_ZOO_CATALOGUE")
+    return Path(env) if env else DEFAULT_CATALOGUE
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_weights(style: str, weights: Any) -> dict[str, str]:
+    if not isinstance(weights, dict):
+        raise NSTError(f"Style '{style}': 'weights' must be an object, not {weights!r}.")
+    if "bundled" in weights:
+        if set(weights) != {"bundled"} or not isinstance(weights["bundled"], str):
+            raise NSTError(
+                f'Style \'{style}\': bundled weights are written {{"bundled": "models/{style}"}}.'
+            )
+        if Path(weights["bundled"]).is_absolute() or ".." in Path(weights["bundled"]).parts:
+            raise NSTError(
+                f"Style '{style}': the bundled folder must be relative to the catalogue, "
+                f"inside it (got '{weights['bundled']}')."
+            )
+        return dict(weights)
+    repo_id, filename = weights.get("repo_id"), weights.get("filename", WEIGHTS_NAME)
+    revision = weights.get("revision")
+    if not (isinstance(repo_id, str) and REPO_ID_PATTERN.match(repo_id)):
+        raise NSTError(
+            f"Style '{style}': weights need either 'bundled' or a Hub 'repo_id' like "
+            f"'user/name' (got {repo_id!r})."
+        )
+    if not (isinstance(filename, str) and filename.endswith(".safetensors")):
+        raise NSTError(
+            f"Style '{style}': the weights file must be a .safetensors file (got {filename!r}); "
+            "pickles (.bin/.pth) are not loaded because they can run code."
+        )
+    if not (isinstance(revision, str) and COMMIT_PATTERN.match(revision)):
+        raise NSTError(
+            f"Style '{style}': a Hub entry must pin 'revision' to a 40-hex commit id "
+            f"(got {revision!r}); find it with `HfApi().model_info('{repo_id}').sha`."
+        )
+    return {"repo_id": repo_id, "filename": filename, "revision": revision}
+
+
+def entry_from_dict(data: Any, base_dir: Path) -> StyleEntry:
+    """Validate one entry's structure (not the files it names) and build a StyleEntry."""
+    if not isinstance(data, dict):
+        raise NSTError(f"A catalogue entry must be an object, not {data!r}.")
+    style = data.get("id")
+    if not (isinstance(style, str) and ID_PATTERN.match(style)):
+        raise NSTError(
+            f"Catalogue entry id {style!r} is not valid: use lower-case letters, digits, "
+            "'_' and '-' (e.g. 'starry_night')."
+        )
+    missing = [k for k in REQUIRED_FIELDS if k not in data]
+    if missing:
+        raise NSTError(f"Style '{style}': the catalogue entry lacks {', '.join(missing)}.")
+    sha = data.get("sha256")
+    if not (isinstance(sha, str) and SHA256_PATTERN.match(sha)):
+        raise NSTError(
+            f"Style '{style}': 'sha256' must be the 64-hex sha256 of {WEIGHTS_NAME} (got {sha!r})."
+        )
+    training = data.get("training", {})
+    if not isinstance(training, dict):
+        raise NSTError(f"Style '{style}': 'training' must be an object of settings.")
+    preview = str(data["preview"])
+    return StyleEntry(
+        id=style,
+        title=str(data["title"]),
+        painting=str(data["painting"]),
+        artist=str(data["artist"]),
+        year=data["year"],
+        license=str(data["license"]),
+        preview=preview,
+        preview_path=(base_dir / preview).resolve(),
+        weights=_check_weights(style, data["weights"]),
+        sha256=sha,
+        training=training,
+        base_dir=base_dir,
+    )
+
+
+def read_catalogue(catalogue: str | os.PathLike | None = None) -> list[StyleEntry]:
+    """All entries of a catalogue; a missing file is an empty catalogue."""
+    path = catalogue_path(catalogue)
+    if not path.exists():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise NSTError(f"The style catalogue '{path}' is not valid JSON: {exc}.") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("styles"), list):
+        raise NSTError(f"The style catalogue '{path}' must be {{\"styles\": [...]}}.")
+    entries = [entry_from_dict(item, path.resolve().parent) for item in data["styles"]]
+    seen: set[str] = set()
+    for entry in entries:
+        if entry.id in seen:
+            raise NSTError(f"The style catalogue '{path}' lists '{entry.id}' twice.")
+        seen.add(entry.id)
+    return entries
+
+
+def write_preview(source_image: str | os.PathLike, target: Path) -> Path:
+    """Write a downscaled JPEG (long side 512 px) of the painting: the app's style image."""
+    from nst.images import load_image
+
+    image = load_image(source_image)
+    image.thumbnail((PREVIEW_LONG_SIDE, PREVIEW_LONG_SIDE))
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(target.name + ".tmp")
+    image.save(tmp, format="JPEG", quality=90)
+    os.replace(tmp, target)
+    return target
+
+
+def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".catalogue.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=2, ensure_ascii=False)
+            fh.write("\n")
+        os.replace(tmp, path)  # readers see the old or the new catalogue, never half of one
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def add_style(
+    entry: dict[str, Any],
+    catalogue: str | os.PathLike | None = None,
+    *,
+    source_image: str | os.PathLike | None = None,
+) -> None:
+    """Add ``entry`` to the catalogue (replacing one with the same id) and write it atomically.
+
+    With ``source_image`` (the painting), a downscaled preview is written to
+    ``previews/<id>.jpg`` next to the catalogue and ``entry["preview"]`` is set to it.
+    For bundled weights a missing ``sha256`` is computed; a given one must match.
+    """
+    path = catalogue_path(catalogue)
+    base_dir = path.resolve().parent
+    entry = dict(entry)
+    style = entry.get("id")
+    if not (isinstance(style, str) and ID_PATTERN.match(style)):
+        raise NSTError(f"Style id {style!r} is not valid: use e.g. 'starry_night'.")
+    if source_image is not None:
+        write_preview(source_image, base_dir / "previews" / f"{style}.jpg")
+        entry["preview"] = f"previews/{style}.jpg"
+    weights = entry.get("weights")
+    if isinstance(weights, dict) and isinstance(weights.get("bundled"), str):
+        model_file = base_dir / weights["bundled"] / WEIGHTS_NAME
+        if not model_file.is_file():
+            raise NSTError(
+                f"Style '{style}': no {WEIGHTS_NAME} in '{model_file.parent}'. Export the model "
+                "there first (nst.transformer.save_transformer)."
+            )
+        actual = file_sha256(model_file)
+        entry.setdefault("sha256", actual)
+        if entry["sha256"] != actual:
+            raise NSTError(
+                f"Style '{style}': sha256 {entry['sha256']} does not match the bundled "
+                f"{model_file} ({actual})."
+            )
+    checked = entry_from_dict(entry, base_dir)
+    if not checked.preview_path.is_file():
+        raise NSTError(
+            f"Style '{style}': the preview '{checked.preview_path}' does not exist; pass "
+            "source_image= (the painting) to have one written."
+        )
+    with _write_lock:
+        styles = [e.to_dict() for e in read_catalogue(path) if e.id != style]
+        styles.append(checked.to_dict())
+        _write_json_atomically(path, {"styles": styles})
