@@ -207,7 +207,11 @@ def load(
 
 
 def download(
-    name: str, *, catalogue: str | os.PathLike | None = None, progress: bool = True
+    name: str,
+    *,
+    catalogue: str | os.PathLike | None = None,
+    progress: bool = True,
+    tqdm_class: type | None = None,
 ) -> Path:
     """Fetch (or check) a style's weights into the cache without building the net."""
     source = _resolve(name, catalogue)
@@ -215,7 +219,13 @@ def download(
         e = source.entry
         assert e.repo_id is not None and e.revision is not None
         return hub.fetch_model(
-            source.label, e.repo_id, e.revision, e.filename, sha256=e.sha256, progress=progress
+            source.label,
+            e.repo_id,
+            e.revision,
+            e.filename,
+            sha256=e.sha256,
+            progress=progress,
+            tqdm_class=tqdm_class,
         )
     if source.entry is not None:
         _load_from_entry(source.entry, "cpu", progress)  # checks sha256 and shapes
@@ -224,7 +234,9 @@ def download(
     if source.folder is not None:
         return source.folder / WEIGHTS_NAME
     assert source.repo_id is not None
-    return hub.fetch_model(source.label, source.repo_id, source.revision, progress=progress)
+    return hub.fetch_model(
+        source.label, source.repo_id, source.revision, progress=progress, tqdm_class=tqdm_class
+    )
 
 
 @dataclass(frozen=True)

@@ -165,6 +165,7 @@ def download_file(
     revision: str,
     *,
     progress: bool = True,
+    tqdm_class: type | None = None,
 ) -> Path:
     """``hf_hub_download`` one file into the Hub cache; NSTError on any failure.
 
@@ -191,6 +192,7 @@ def download_file(
             endpoint=settings.endpoint,
             token=settings.token,
             local_files_only=settings.offline,
+            tqdm_class=tqdm_class if progress else None,
         )
     except NSTError:
         raise
@@ -226,11 +228,13 @@ def fetch_model(
     *,
     sha256: str | None = None,
     progress: bool = True,
+    tqdm_class: type | None = None,
 ) -> Path:
     """Download ``filename`` (+ ``config.json`` beside it) and return the weights path.
 
     With ``sha256`` (from the catalogue) the file must match it: a mismatch deletes the
-    cached copy and raises. A repo that only has pickles is refused by name.
+    cached copy and raises. A repo that only has pickles is refused by name. ``tqdm_class``
+    replaces huggingface_hub's progress bar (which hides itself when stderr is no TTY).
     """
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
@@ -238,7 +242,9 @@ def fetch_model(
         raise NSTError(_pickle_message(what, repo_id, [filename]))
     config_name = str(Path(filename).with_name(CONFIG_NAME).as_posix())
     try:
-        weights = download_file(what, repo_id, filename, revision, progress=progress)
+        weights = download_file(
+            what, repo_id, filename, revision, progress=progress, tqdm_class=tqdm_class
+        )
     except NSTError as exc:
         cause = exc.__cause__
         if isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError):

@@ -1,0 +1,126 @@
+"""``python -m zoo list | info NAME | download NAME... | download --all | verify``.
+
+Errors meant for a person (:class:`NSTError`) print as one message and exit 2;
+``verify`` exits 1 when a style on disk fails its sha256 or lacks its preview.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from tqdm import tqdm  # a plain bar: shown in CI logs too, not only on a terminal
+
+import zoo
+from nst.errors import NSTError
+from zoo import hub
+from zoo.catalogue import StyleEntry, catalogue_path
+
+
+def _where(entry: StyleEntry) -> str:
+    """'bundled', 'cached' or 'not downloaded': what a load would cost now."""
+    if entry.is_bundled:
+        return "bundled"
+    assert entry.repo_id is not None and entry.revision is not None
+    cached = hub.snapshot_cached_weights(entry.repo_id, entry.revision, entry.filename)
+    return "cached" if cached is not None else "not downloaded"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    styles = zoo.list_styles(args.catalogue)
+    if not styles:
+        print(f"No styles in {catalogue_path(args.catalogue)}.")
+        return 0
+    width = max(len(s.id) for s in styles)
+    for s in styles:
+        print(f"{s.id:<{width}}  {s.title} ({s.artist}, {s.year})  [{_where(s)}]")
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    s = zoo.get_style(args.name, args.catalogue)
+    lines = [
+        f"id:        {s.id}",
+        f"title:     {s.title}",
+        f"painting:  {s.painting}, {s.artist} ({s.year})",
+        f"license:   {s.license}",
+        f"preview:   {s.preview_path}",
+        f"weights:   {s.source}",
+        f"sha256:    {s.sha256}",
+        f"status:    {_where(s)}",
+        "training:",
+        *(f"  {k}: {v}" for k, v in sorted(s.training.items())),
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    if args.all == bool(args.names):
+        raise NSTError("Name the styles to download, or pass --all (not both).")
+    names = [s.id for s in zoo.list_styles(args.catalogue)] if args.all else args.names
+    failed = 0
+    for name in names:
+        try:
+            path = zoo.download(
+                name, catalogue=args.catalogue, progress=not args.quiet, tqdm_class=tqdm
+            )
+        except NSTError as exc:
+            # Keep going: one unreachable style should not stop the others.
+            print(f"error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{name}: {path}")
+    if failed:
+        print(f"{failed} of {len(names)} downloads failed.", file=sys.stderr)
+        return 2
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    results = zoo.verify(args.catalogue)
+    for r in results:
+        print(f"{'OK ' if r.ok else 'BAD'}  {r.id}: {r.status}")
+    bad = sum(not r.ok for r in results)
+    print(f"{len(results) - bad} of {len(results)} styles verified.")
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m zoo", description="Style models: catalogue, download, verify."
+    )
+    parser.add_argument(
+        "--catalogue",
+        help="catalogue JSON to use (default: NST_ZOO_CATALOGUE or zoo/catalogue.json)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("list", help="list the styles").set_defaults(run=cmd_list)
+    info = sub.add_parser("info", help="show one style's details")
+    info.add_argument("name")
+    info.set_defaults(run=cmd_info)
+    download = sub.add_parser("download", help="download styles into the Hub cache")
+    download.add_argument("names", nargs="*", metavar="NAME", help="style ids or Hub repo ids")
+    download.add_argument("--all", action="store_true", help="every style in the catalogue")
+    download.add_argument("--quiet", action="store_true", help="no progress bars")
+    download.set_defaults(run=cmd_download)
+    verify = sub.add_parser("verify", help="check styles on disk against their sha256")
+    verify.set_defaults(run=cmd_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.run(args))
+    except NSTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
