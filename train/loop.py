@@ -357,7 +357,7 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
                 loss, parts = loss_fn(y.float(), targets)
             finite = _all_true(bool(torch.isfinite(loss)), env)
             if not finite:
-                _stop_on_nan(step + 1, float(loss), last_good)
+                _stop_on_nan(step + 1, float(loss.detach()), last_good)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -1,0 +1,225 @@
+"""python -m train: the CLI end to end, data errors, exact resume, NaN stop, export round trip.
+
+Small and fast: 32 px crops, a width-8 transformer and a random VGG cut 8x narrower.
+The kill/resume, DDP and real-VGG tests live in test_train_faults.py / test_train_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from nst.errors import NSTError
+from nst.images import load_image, to_tensor
+from nst.transformer import load_transformer
+from train import checkpoint as ckpt
+from train import data
+from train.__main__ import main
+from train.loop import read_csv
+
+TINY = [
+    "--iterations", "4", "--image-size", "32", "--batch-size", "2", "--style-size", "48",
+    "--vgg-weights", "random", "--vgg-width-divisor", "8", "--width", "8",
+    "--residual-blocks", "1", "--checkpoint-every", "2", "--preview-every", "2",
+    "--val-count", "2", "--progress", "no",
+]  # fmt: skip
+
+
+def make_photos(folder: Path, count: int = 8, seed: int = 0) -> Path:
+    """Smooth random colour fields with some edges: enough structure for the losses."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        base = rng.random((6, 7, 3)) * 255
+        img = Image.fromarray(base.astype(np.uint8)).resize((56, 44), Image.Resampling.BICUBIC)
+        img.save(folder / f"photo_{i:02d}.jpg", quality=95)
+    return folder
+
+
+def make_style(path: Path) -> Path:
+    stripes = np.zeros((48, 48, 3), np.uint8)
+    stripes[:, ::6] = (250, 200, 20)
+    stripes[::5, :, 2] = 200
+    Image.fromarray(stripes).save(path)
+    return path
+
+
+@pytest.fixture
+def setup(tmp_path: Path) -> dict[str, Path]:
+    return {
+        "data": make_photos(tmp_path / "photos"),
+        "style": make_style(tmp_path / "stripes.png"),
+        "tmp": tmp_path,
+    }
+
+
+def run_args(setup: dict[str, Path], out: Path, *extra: str) -> list[str]:
+    return ["--style", str(setup["style"]), "--data", str(setup["data"]), "--out", str(out)] + [
+        *TINY,
+        *extra,
+    ]
+
+
+def test_trains_and_exports_a_model_the_transformer_loader_takes(setup):
+    out = setup["tmp"] / "run"
+    assert main(run_args(setup, out, "--title", "Stripes", "--artist", "Nobody")) == 0
+
+    rows = read_csv(out / "metrics.csv")
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]
+    assert all(np.isfinite(r["total"]) and r["images_per_s"] > 0 for r in rows)
+    val = read_csv(out / "val_metrics.csv")
+    assert [int(r["step"]) for r in val] == [0, 2, 4]
+    assert sorted(p.name for p in (out / "previews").iterdir()) == [
+        "step_0000000.jpg",
+        "step_0000002.jpg",
+        "step_0000004.jpg",
+    ]
+    assert Image.open(out / "previews" / "step_0000004.jpg").size == (2 * 32, 2 * 32)
+
+    export = out / "export"
+    tensors = load_file(str(export / "model.safetensors"))
+    assert {t.dtype for t in tensors.values()} == {torch.float16}
+    model = load_transformer(export)
+    assert model.config.width == 8 and model.config.residual_blocks == 1
+    assert model.config.style["id"] == "stripes" and model.config.style["artist"] == "Nobody"
+    assert model.config.training["batch_size"] == 2
+    assert (export / "style.jpg").is_file()
+    assert len(list((export / "samples").glob("*.jpg"))) == 2
+    # the export equals the last checkpoint, up to fp16 rounding
+    last = load_transformer(ckpt.latest_checkpoint(out).path)
+    photo = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(model(photo), last(photo), atol=2e-2)
+
+    card = (export / "README.md").read_text()
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(export / "README.md").data.to_dict()
+    assert meta["pipeline_tag"] == "image-to-image"
+    assert "style-transfer" in meta["tags"] and meta["license"] == "mit"
+    assert meta["datasets"] == ["photos"]
+    assert "![style](style.jpg)" in card and "samples/photo_00.jpg" in card
+    assert "`style_weight`" in card and "Training time" in card and "CPU" in card
+
+
+def test_checkpoints_are_complete_and_pruned(setup):
+    out = setup["tmp"] / "run"
+    main(run_args(setup, out, "--iterations", "8", "--keep-checkpoints", "2", "--export", "no"))
+    found = ckpt.list_checkpoints(out)
+    assert [c.step for c in found] == [6, 8]
+    assert not list((out / "checkpoints").glob(".tmp-*"))
+    for c in found:  # every checkpoint is itself a loadable model
+        load_transformer(c.path)
+    assert not (out / "export").exists()
+
+
+def test_resume_continues_exactly_where_it_stopped(setup):
+    """3 steps + resume to 6 == 6 steps in one go: same step, optimiser state, data order."""
+    straight, split = setup["tmp"] / "straight", setup["tmp"] / "split"
+    common = ("--checkpoint-every", "3", "--preview-every", "100", "--export", "no")
+    assert main(run_args(setup, straight, "--iterations", "6", *common)) == 0
+    assert main(run_args(setup, split, "--iterations", "3", *common)) == 0
+    assert main(["--out", str(split), "--resume", "--iterations", "6"]) == 0
+
+    a = load_file(str(ckpt.checkpoint_dir(straight, 6) / "model.safetensors"))
+    b = load_file(str(ckpt.checkpoint_dir(split, 6) / "model.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    oa = load_file(str(ckpt.checkpoint_dir(straight, 6) / "optimizer.safetensors"))
+    ob = load_file(str(ckpt.checkpoint_dir(split, 6) / "optimizer.safetensors"))
+    assert all(torch.equal(oa[k], ob[k]) for k in oa)
+    steps = [int(r["step"]) for r in read_csv(split / "metrics.csv")]
+    assert steps == [1, 2, 3, 4, 5, 6]
+    # and it really trained: the weights moved from step 3
+    c = load_file(str(ckpt.checkpoint_dir(split, 3) / "model.safetensors"))
+    assert not all(torch.equal(b[k], c[k]) for k in b)
+
+
+def test_refuses_to_overwrite_a_run_and_to_change_its_recipe_on_resume(setup, capsys):
+    out = setup["tmp"] / "run"
+    assert main(run_args(setup, out, "--iterations", "2", "--export", "no")) == 0
+    before = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert main(run_args(setup, out, "--iterations", "2")) == 2
+    assert "already holds a training run" in capsys.readouterr().err
+    assert main(["--out", str(out), "--resume", "--style-weight", "5"]) == 2
+    assert "style_weight" in capsys.readouterr().err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == before
+    assert main(["--out", str(setup["tmp"] / "nothing"), "--resume"]) == 2
+    assert "Nothing to resume" in capsys.readouterr().err
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(setup, capsys):
+    out = setup["tmp"] / "run"
+    assert main(run_args(setup, out, "--iterations", "2", "--export", "no")) == 0
+    good = load_file(str(ckpt.checkpoint_dir(out, 2) / "model.safetensors"))
+    # A learning rate of 1e30 makes the weights, then the loss, overflow within a step or two.
+    code = main(["--out", str(out), "--resume", "--iterations", "40", "--lr", "1e30"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "training stopped" in err and "last good checkpoint" in err
+    latest = ckpt.latest_checkpoint(out)
+    kept = load_file(str(latest.path / "model.safetensors"))
+    assert all(torch.isfinite(t).all() for t in kept.values())
+    if latest.step == 2:
+        assert all(torch.equal(good[k], kept[k]) for k in good)
+    assert not (out / "export").exists()
+
+
+def test_data_folder_errors_are_clear(tmp_path):
+    with pytest.raises(NSTError, match="does not exist"):
+        data.list_images(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.txt").write_text("no images")
+    with pytest.raises(NSTError, match="holds no images"):
+        data.list_images(tmp_path / "empty")
+    (tmp_path / "file.jpg").write_bytes(b"x")
+    with pytest.raises(NSTError, match="is a file"):
+        data.list_images(tmp_path / "file.jpg")
+
+
+def test_cli_reports_an_empty_data_folder(setup, capsys):
+    empty = setup["tmp"] / "empty"
+    empty.mkdir()
+    args = run_args(setup, setup["tmp"] / "run")
+    args[args.index("--data") + 1] = str(empty)
+    assert main(args) == 2
+    assert "holds no images" in capsys.readouterr().err
+
+
+def test_bad_files_are_skipped_with_a_warning(tmp_path):
+    folder = make_photos(tmp_path / "photos", count=3)
+    (folder / "photo_01.jpg").write_bytes(b"not a jpeg at all")
+    dataset = data.CropDataset(data.list_images(folder), 32, seed=0)
+    with pytest.warns(UserWarning, match="photo_01.jpg"):
+        crops = [dataset[p] for p in range(6)]
+    assert all(c.shape == (3, 32, 32) for c in crops)
+    # the next file in name order stands in, with the crop the bad one would have had
+    position = next(p for p in range(6) if dataset.file_index(p) == 1)
+    rng = np.random.default_rng([0, 1, position])
+    expected = to_tensor(data.crop(load_image(folder / "photo_02.jpg"), 32, rng))[0]
+    assert torch.equal(crops[position], expected)
+
+
+def test_data_order_is_a_function_of_seed_and_position(tmp_path):
+    files = data.list_images(make_photos(tmp_path / "photos", count=5))
+    a, b = data.CropDataset(files, 32, seed=3), data.CropDataset(files, 32, seed=3)
+    order = [a.file_index(p) for p in range(10)]
+    assert sorted(order[:5]) == sorted(order[5:]) == [0, 1, 2, 3, 4]  # each epoch: every file
+    assert torch.equal(a[7], b[7])
+    assert [data.CropDataset(files, 32, seed=4).file_index(p) for p in range(10)] != order
+    batches = list(data.StepBatches(2, 4, batch_size=3, rank=1, world=2))
+    assert batches == [[15, 16, 17], [21, 22, 23]]  # (step * world + rank) * batch
+
+
+def test_epochs_set_the_number_of_steps(setup):
+    out = setup["tmp"] / "run"
+    # 8 photos, 2 held out for validation: 1 epoch of 6 photos at batch 2 = 3 steps
+    assert main(run_args(setup, out, "--epochs", "1", "--export", "no")) == 0
+    assert ckpt.latest_checkpoint(out).step == 3
+    assert json.loads((out / "run.json").read_text())["epochs"] == 1
