@@ -1,0 +1,507 @@
+"""The demo: one photo, Johnson et al. 2016 and Gatys et al. 2015 side by side.
+
+Wiring only. The algorithms live in ``nst`` (``nst.stylize.stylize`` runs a trained
+Johnson network, ``nst.gatys.gatys_steps`` optimises pixels step by step), the trained
+styles in ``zoo``. This file builds the page, checks what a person sends, turns library
+errors (:class:`NSTError`) into messages on the page, and sets the queue up so that a
+slow Gatys run never starves the fast Johnson one.
+
+``create_app(...) -> gr.Blocks`` builds the page (tests point it at their own catalogue
+and settings); ``demo`` is the app that ``python app.py`` and Hugging Face Spaces run.
+"""
+
+from __future__ import annotations
+
+# ``spaces`` must come before torch: on ZeroGPU it patches CUDA initialisation. Elsewhere
+# its ``@spaces.GPU`` is a no-op, so the same file runs on a laptop, a GPU box and a Space.
+import spaces
+
+# isort: split
+
+import base64
+import binascii
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+import torch
+from nst.gatys import GatysConfig, gatys_steps
+from nst.stylize import stylize
+from PIL import Image
+
+import zoo
+from nst.color import blend
+from nst.errors import NSTError
+from nst.images import load_image, to_pil, to_tensor
+
+ROOT = Path(__file__).resolve().parent
+OPTIMIZERS = ("lbfgs", "adam")
+INITS = ("content", "noise")
+UPLOADED_STYLE = "your style image"
+PREVIEW_SECONDS = 0.3  # the Gatys column refreshes at most this often
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """Everything the page and its queue are built from; see :func:`default_config`."""
+
+    catalogue: Path | None = None  # a zoo catalogue.json; None = the zoo's own
+    device: str = "cpu"
+    johnson_size: int = 1024  # default output long side (px) of the Johnson column
+    gatys_size: int = 256  # default output long side (px) of the Gatys column
+    gatys_iterations: int = 100  # default iteration count
+    gatys_report_every: int = 1  # iterations between progress reports (the stop granularity)
+    max_size: int = 2048  # the largest long side a person may ask for
+    max_gatys_size: int = 768
+    max_iterations: int = 1000
+    johnson_concurrency: int = 2  # Johnson runs at once (each uses every CPU core)
+    gatys_concurrency: int = 1  # Gatys runs at once: one on a CPU, it owns the machine
+    queue_size: int = 64  # requests waiting at most; more get "queue full" at once
+    max_file_size: str = "20mb"  # uploads larger than this are refused by the server
+    vgg_weights: str | None = None  # None: NST_VGG_WEIGHTS, then the Hub
+    examples: tuple[tuple[str, str], ...] = ()  # (photo path, style id) rows
+    gatys_overrides: dict[str, Any] = field(default_factory=dict)  # extra GatysConfig fields
+
+
+def _has_cuda() -> bool:
+    return torch.cuda.is_available()
+
+
+def _example_photos() -> list[Path]:
+    """Offline example photos: ``examples/`` beside this file, else ../shared (dev checkouts)."""
+    for folder in (ROOT / "examples", ROOT.parent / "shared" / "data" / "content"):
+        if folder.is_dir():
+            photos = sorted(
+                p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png")
+            )
+            if photos:
+                return photos
+    return []
+
+
+def default_config(catalogue: Path | None = None) -> AppConfig:
+    """Settings for this machine: on a 2-core CPU Gatys must finish in under a minute."""
+    if _has_cuda():
+        config = AppConfig(
+            device="cuda",
+            gatys_size=512,
+            gatys_iterations=300,
+            gatys_report_every=5,
+            max_size=4096,
+            max_gatys_size=1024,
+            johnson_concurrency=4,
+            gatys_concurrency=1,
+        )
+    else:
+        config = AppConfig()
+    config = replace(config, catalogue=catalogue)
+    styles = _safe_list_styles(catalogue)[0]
+    photos = _example_photos()
+    if styles and photos:
+        wanted = ("tubingen", "golden_gate", "cat_chelsea", "kodim04_portrait_red_hat")
+        chosen = [p for p in photos if p.stem in wanted] or photos[:4]
+        rows = tuple(
+            (str(p), styles[i % len(styles)].id) for i, p in enumerate(chosen[: len(styles) + 3])
+        )
+        config = replace(config, examples=rows)
+    return config
+
+
+# ---------------------------------------------------------------- styles (zoo)
+
+
+def _safe_list_styles(catalogue: Path | None) -> tuple[list[Any], str | None]:
+    """The catalogue's styles, or none and a message saying why (the page still works)."""
+    try:
+        styles = zoo.list_styles(catalogue)
+    except NSTError as exc:
+        return [], f"The style catalogue could not be read: {exc}"
+    if not styles:
+        where = catalogue or "zoo/catalogue.json"
+        return [], (
+            f"No trained styles are installed ({where} lists none), so the Johnson column "
+            "has nothing to run. Upload a style image below: Gatys works with any painting. "
+            "Train a Johnson model with the `train` package to add one."
+        )
+    return list(styles), None
+
+
+# ---------------------------------------------------------------- input checks
+
+
+def _image_source(value: Any) -> str | bytes | Image.Image:
+    """What an Image input sends (unprocessed, so errors stay ours) -> a load_image source.
+
+    The server has already checked that uploaded paths lie in its own upload cache.
+    """
+    if isinstance(value, (str, Image.Image)):
+        return value
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, dict):
+        url = value.get("url") or ""
+        if value.get("path"):
+            return str(value["path"])
+        if url.startswith("data:"):  # a pasted or webcam image sent inline
+            try:
+                return base64.b64decode(url.split(",", 1)[1], validate=False)
+            except (IndexError, binascii.Error) as exc:
+                raise gr.Error("The image data sent by the browser is damaged.") from exc
+    raise gr.Error("That is not an image upload. Send a JPEG, PNG or WebP file.")
+
+
+def _load(value: Any, what: str) -> Image.Image:
+    if value is None:
+        raise gr.Error(f"No {what} yet: upload one, take one with the webcam or paste one.")
+    try:
+        return load_image(_image_source(value))
+    except NSTError as exc:
+        raise gr.Error(f"The {what} could not be used. {exc}") from exc
+
+
+def _number(value: Any, name: str, low: float, high: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise gr.Error(f"{name} must be a number between {low:g} and {high:g}.") from exc
+    if not low <= number <= high:
+        raise gr.Error(f"{name} must be between {low:g} and {high:g}, not {number:g}.")
+    return number
+
+
+def _choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise gr.Error(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return str(value)
+
+
+def _seconds(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 10 else f"{seconds:.0f} s"
+
+
+# ---------------------------------------------------------------- the two methods
+
+
+class StyleTransferDemo:
+    """The handlers behind the page; one instance per app, shared by every visitor."""
+
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self.styles, self.catalogue_message = _safe_list_styles(config.catalogue)
+        self.by_id = {s.id: s for s in self.styles}
+
+    def _style_entry(self, style: Any) -> Any:
+        if style in (None, ""):
+            raise gr.Error("Pick a style in the gallery or upload your own style image.")
+        entry = self.by_id.get(style)
+        if entry is None:
+            known = ", ".join(self.by_id) or "none are installed"
+            raise gr.Error(f"There is no style '{style}'. Available styles: {known}.")
+        return entry
+
+    def _model(self, entry: Any) -> Any:
+        """The trained network of a catalogue entry (the zoo caches it in-process)."""
+        try:
+            return zoo.load(
+                entry.id, device=self.config.device, catalogue=self.config.catalogue,
+                progress=False,
+            )  # fmt: skip
+        except NSTError as exc:
+            raise gr.Error(
+                f"The trained model for '{entry.title}' could not be loaded. {exc}"
+            ) from exc
+
+    def johnson(
+        self,
+        photo: Any,
+        style: Any,
+        style_image: Any,
+        size: Any,
+        strength: Any,
+        preserve_colors: Any,
+    ) -> tuple[Any, str]:
+        """Johnson et al. 2016: one pass through the style's trained network."""
+        content = _load(photo, "photo")
+        long_side = int(_number(size, "Johnson size", 64, self.config.max_size))
+        alpha = _number(strength, "Style strength", 0.0, 1.0)
+        if style_image is not None:
+            return None, (
+                "**Johnson — no trained model for an uploaded style image.** A Johnson "
+                "network is trained for one painting ahead of time; Gatys (right) works "
+                "with any style image. Pick a gallery style to compare both."
+            )
+        entry = self._style_entry(style)
+        start = time.perf_counter()
+        model = self._model(entry)
+        try:
+            result = _johnson_on_device(model, content, long_side, alpha, bool(preserve_colors))
+        except NSTError as exc:
+            raise gr.Error(str(exc)) from exc
+        took = time.perf_counter() - start
+        return result, f"**Johnson — {_seconds(took)}** · {entry.title}"
+
+    def gatys_config(self, size: float, iterations: int, optimizer: str, init: str, pc: bool):
+        return GatysConfig(
+            **{
+                "size": int(size),
+                "iterations": int(iterations),
+                "optimizer": optimizer,
+                "init": init,
+                "preserve_colors": bool(pc),
+                "report_every": self.config.gatys_report_every,
+                "vgg_weights": self.config.vgg_weights,
+                **self.config.gatys_overrides,
+            }
+        )
+
+    def gatys(
+        self,
+        photo: Any,
+        style: Any,
+        style_image: Any,
+        size: Any,
+        iterations: Any,
+        optimizer: Any,
+        init: Any,
+        strength: Any,
+        preserve_colors: Any,
+        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects it by default value
+    ) -> Iterator[tuple[Any, str]]:
+        """Gatys et al. 2015: optimise the pixels, showing the image as it grows."""
+        content = _load(photo, "photo")
+        long_side = int(_number(size, "Gatys size", 64, self.config.max_gatys_size))
+        steps = int(_number(iterations, "Gatys iterations", 1, self.config.max_iterations))
+        optimizer = _choice(optimizer, "Optimiser", OPTIMIZERS)
+        init = _choice(init, "Initialisation", INITS)
+        alpha = _number(strength, "Style strength", 0.0, 1.0)
+        if style_image is not None:
+            painting, title = _load(style_image, "style image"), UPLOADED_STYLE
+        else:
+            entry = self._style_entry(style)
+            painting, title = load_image(entry.preview_path), entry.title
+        config = self.gatys_config(long_side, steps, optimizer, init, bool(preserve_colors))
+        progress(0, desc="Gatys: loading VGG")
+        yield None, f"Gatys — starting ({steps} iterations, {long_side} px) · {title}"
+        try:
+            shown = 0.0
+            for step in _gatys_on_device(content, painting, config, self.config.device):
+                # Gradio can stop a run only between two yields: report often, show a
+                # preview at most every PREVIEW_SECONDS, so Stop acts within about that.
+                if not step.done and time.monotonic() - shown < PREVIEW_SECONDS:
+                    continue
+                shown = time.monotonic()
+                image = _with_strength(step.image, content, alpha)
+                progress((step.iteration, step.iterations), desc="Gatys", unit="iterations")
+                verb = "" if step.done else " (running)"
+                label = f"Gatys — {step.iteration} iterations, {_seconds(step.seconds)}{verb}"
+                yield image, f"**{label}** · {title}"
+        except NSTError as exc:
+            # Missing VGG weights and the like: say so in the column, and to API callers.
+            yield None, f"**Gatys could not run.** {exc}"
+            raise gr.Error(str(exc), duration=None) from exc
+
+
+def _with_strength(image: Image.Image, content: Image.Image, strength: float) -> Image.Image:
+    """Mix the result with the photo (strength 1 = all style) via nst.color.blend."""
+    if strength >= 1.0:
+        return image
+    photo = content.resize(image.size, Image.Resampling.LANCZOS)
+    return to_pil(blend(to_tensor(image), to_tensor(photo), strength))
+
+
+@spaces.GPU(duration=30)
+def _johnson_on_device(
+    model: Any, content: Image.Image, size: int, strength: float, preserve_colors: bool
+) -> Image.Image:
+    return stylize(model, content, size=size, strength=strength, preserve_colors=preserve_colors)
+
+
+@spaces.GPU(duration=120)
+def _gatys_on_device(
+    content: Image.Image, painting: Image.Image, config: GatysConfig, device: str
+) -> Iterator[Any]:
+    yield from gatys_steps(content, [painting], config, device=device)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def _before_after(photo: Any, result: Any) -> tuple[Any, Any] | None:
+    if photo is None or result is None:
+        return None
+    return (photo, result)
+
+
+def _label(status: str, method: str) -> Any:
+    """The image's label from its status line: "Johnson — 0.4 s" (API results stay plain)."""
+    head = status.split("**")[1] if status.count("**") >= 2 else method
+    return gr.Image(label=head)
+
+
+def create_app(config: AppConfig | None = None, *, catalogue: Path | None = None) -> gr.Blocks:
+    """Build the page. ``catalogue`` (or ``config.catalogue``) points at a zoo catalogue."""
+    config = config or default_config(catalogue)
+    if catalogue is not None:
+        config = replace(config, catalogue=catalogue)
+    demo_handlers = StyleTransferDemo(config)
+    styles = demo_handlers.styles
+    style_ids = [s.id for s in styles]
+    cuda = "a GPU" if config.device != "cpu" else "a CPU"
+
+    with gr.Blocks(title="Neural style transfer: Johnson vs Gatys") as app:
+        gr.Markdown(
+            "# Neural style transfer — Johnson vs Gatys\n"
+            "Upload a photo, pick a style, press **Stylise**. Left: a network trained for "
+            "the style (Johnson et al. 2016), one pass. Right: the image optimised pixel by "
+            "pixel against the painting (Gatys et al. 2015), shown as it improves. "
+            f"Running on {cuda}."
+        )
+        with gr.Row():
+            with gr.Column(scale=1):
+                photo = gr.Image(
+                    label="Photo",
+                    type="filepath",
+                    sources=["upload", "webcam", "clipboard"],
+                    height=320,
+                    elem_id="photo",
+                )
+            with gr.Column(scale=1):
+                gr.Markdown(demo_handlers.catalogue_message or "", visible=not styles)
+                gallery = gr.Gallery(
+                    value=[(str(s.preview_path), s.title) for s in styles],
+                    label="Style (click a painting)",
+                    columns=4,
+                    height=220,
+                    allow_preview=False,
+                    interactive=False,
+                    visible=bool(styles),
+                    elem_id="style-gallery",
+                )
+                style = gr.Dropdown(
+                    choices=[(s.title, s.id) for s in styles],
+                    value=style_ids[0] if style_ids else None,
+                    label="Style",
+                    interactive=True,
+                    elem_id="style",
+                )
+                style_image = gr.Image(
+                    label="…or upload your own style image (Gatys only)",
+                    type="filepath",
+                    sources=["upload", "clipboard"],
+                    height=140,
+                    elem_id="style-image",
+                )
+        with gr.Accordion("Options", open=False):
+            with gr.Row():
+                johnson_size = gr.Slider(
+                    64, config.max_size, value=config.johnson_size, step=32,
+                    label="Johnson output size (long side, px)",
+                )  # fmt: skip
+                gatys_size = gr.Slider(
+                    64, config.max_gatys_size, value=config.gatys_size, step=32,
+                    label="Gatys output size (long side, px)",
+                )  # fmt: skip
+                iterations = gr.Slider(
+                    1, config.max_iterations, value=config.gatys_iterations, step=1,
+                    label="Gatys iterations",
+                )  # fmt: skip
+            with gr.Row():
+                optimizer = gr.Radio(list(OPTIMIZERS), value="lbfgs", label="Gatys optimiser")
+                init = gr.Radio(
+                    list(INITS), value="content", label="Gatys starts from (photo or white noise)"
+                )
+                strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength")
+                preserve_colors = gr.Checkbox(value=False, label="Preserve the photo's colours")
+        with gr.Row():
+            run = gr.Button("Stylise", variant="primary", elem_id="run")
+            stop = gr.Button("Stop Gatys", variant="stop", elem_id="stop")
+        with gr.Row(equal_height=True):
+            with gr.Column():
+                johnson_out = gr.Image(
+                    label="Johnson", format="png", buttons=["download", "fullscreen"],
+                    interactive=False, height=420, elem_id="johnson-result",
+                )  # fmt: skip
+                johnson_status = gr.Markdown(elem_id="johnson-status")
+            with gr.Column():
+                gatys_out = gr.Image(
+                    label="Gatys", format="png", buttons=["download", "fullscreen"],
+                    interactive=False, height=420, elem_id="gatys-result",
+                )  # fmt: skip
+                gatys_status = gr.Markdown(elem_id="gatys-status")
+        with gr.Accordion("Before / after", open=False):
+            with gr.Row():
+                johnson_slider = gr.ImageSlider(label="Photo | Johnson", type="filepath")
+                gatys_slider = gr.ImageSlider(label="Photo | Gatys", type="filepath")
+        if config.examples:
+            gr.Examples(
+                examples=[list(row) for row in config.examples],
+                inputs=[photo, style],
+                label="Examples (click one, then Stylise)",
+                cache_examples=False,
+            )
+
+        def pick_style(evt: gr.SelectData) -> tuple[str, None]:
+            # Choosing a gallery painting replaces an uploaded style image.
+            return style_ids[evt.index], None
+
+        gallery.select(pick_style, None, [style, style_image], api_visibility="private")
+
+        johnson_event = run.click(
+            demo_handlers.johnson,
+            inputs=[photo, style, style_image, johnson_size, strength, preserve_colors],
+            outputs=[johnson_out, johnson_status],
+            api_name="johnson",
+            preprocess=False,  # the photo is decoded by nst.images: its errors say what to do
+            concurrency_limit=config.johnson_concurrency,
+            concurrency_id="johnson",
+        )
+        # Cheap follow-ups off the queue: the image's label and the before/after slider.
+        after = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+        johnson_event.then(lambda s: _label(s, "Johnson"), johnson_status, johnson_out, **after)
+        johnson_event.success(_before_after, [photo, johnson_out], johnson_slider, **after)
+        gatys_event = run.click(
+            demo_handlers.gatys,
+            inputs=[
+                photo,
+                style,
+                style_image,
+                gatys_size,
+                iterations,
+                optimizer,
+                init,
+                strength,
+                preserve_colors,
+            ],  # fmt: skip
+            outputs=[gatys_out, gatys_status],
+            api_name="gatys",
+            preprocess=False,
+            concurrency_limit=config.gatys_concurrency,
+            concurrency_id="gatys",
+            show_progress_on=[gatys_out],
+        )
+        gatys_event.then(lambda s: _label(s, "Gatys"), gatys_status, gatys_out, **after)
+        gatys_event.success(_before_after, [photo, gatys_out], gatys_slider, **after)
+        stop.click(None, None, None, cancels=[gatys_event])
+    app.queue(max_size=config.queue_size, default_concurrency_limit=1)
+    app.nst_config = config  # type: ignore[attr-defined]  # what launch() reads
+    return app
+
+
+def launch(app: gr.Blocks, **kwargs: Any) -> Any:
+    """``app.launch`` with the upload limit of the app's config (tests use this too)."""
+    config: AppConfig = app.nst_config  # type: ignore[attr-defined]
+    options: dict[str, Any] = {"max_file_size": config.max_file_size, "ssr_mode": False}
+    options.update(kwargs)
+    return app.launch(**options)
+
+
+demo = create_app(
+    catalogue=Path(os.environ["NST_CATALOGUE"]) if os.environ.get("NST_CATALOGUE") else None
+)
+
+if __name__ == "__main__":
+    launch(demo)

@@ -1,0 +1,364 @@
+"""The Gradio app, end to end: a real server on 127.0.0.1 called with ``gradio_client``.
+
+The trained default styles may not exist yet, so the app is pointed at a temporary
+catalogue holding one small random Johnson network (its output is compared with a direct
+``nst.stylize.stylize`` call, so the wiring is checked, not the art). Gatys runs on the
+real VGG16 from ../shared at a tiny size (skipped when ../shared is absent).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+os.environ.setdefault("GRADIO_SSR_MODE", "False")
+
+import app as app_module  # noqa: E402
+from app import AppConfig, StyleTransferDemo, create_app, launch  # noqa: E402
+from nst.transformer import TransformerConfig, TransformerNet, save_transformer  # noqa: E402
+
+gradio_client = pytest.importorskip("gradio_client")
+from gradio_client import Client, handle_file  # noqa: E402
+
+STYLE_ID = "random_test_style"
+TIMEOUT = 120  # seconds any one API call may take on 2 busy cores
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _synthetic_photo(path: Path, size: tuple[int, int] = (320, 240)) -> Path:
+    """A smooth, structured picture for machines without ../shared."""
+    w, h = size
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    rgb = np.stack(
+        [x / w, y / h, 0.5 + 0.5 * np.sin((x + y) / 17.0)], axis=-1
+    )  # (H, W, 3) in [0, 1]
+    Image.fromarray((rgb * 255).astype(np.uint8)).save(path)
+    return path
+
+
+def build_catalogue(folder: Path, painting: Path) -> Path:
+    """A catalogue with one bundled random style (small, so every call is fast)."""
+    import zoo
+
+    torch.manual_seed(0)
+    model = TransformerNet(TransformerConfig(width=8, residual_blocks=1)).eval()
+    save_transformer(model, folder / "models" / STYLE_ID)
+    catalogue = folder / "catalogue.json"
+    zoo.add_style(
+        {
+            "id": STYLE_ID,
+            "title": "Random test style",
+            "painting": "test painting",
+            "artist": "nobody",
+            "year": 2026,
+            "license": "CC0",
+            "preview": f"previews/{STYLE_ID}.jpg",
+            "weights": {"bundled": f"models/{STYLE_ID}"},
+            "training": {"note": "untrained, for tests"},
+        },
+        catalogue=catalogue,
+        source_image=painting,
+    )
+    return catalogue
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Photo, painting and a catalogue; real images from ../shared when present."""
+    from tests.conftest import CONTENT_DIR, STYLE_DIR
+
+    tmp = tmp_path_factory.mktemp("app")
+    photo = CONTENT_DIR / "tubingen.jpg"
+    painting = STYLE_DIR / "starry_night.jpg"
+    if not photo.is_file():
+        photo = _synthetic_photo(tmp / "photo.png")
+    if not painting.is_file():
+        painting = _synthetic_photo(tmp / "painting.png", (200, 160))
+    bad = tmp / "not_an_image.jpg"
+    bad.write_text("this is a text file, not a JPEG\n")
+    return {
+        "photo": photo,
+        "painting": painting,
+        "bad": bad,
+        "catalogue": build_catalogue(tmp / "zoo", painting),
+    }
+
+
+def tiny_config(catalogue: Path, vgg: Path | None, **changes: object) -> AppConfig:
+    """Gatys at 64 px and a handful of iterations: the whole file runs in about a minute."""
+    values: dict[str, object] = {
+        "catalogue": catalogue,
+        "gatys_size": 64,
+        "gatys_iterations": 6,
+        "johnson_size": 256,
+        "vgg_weights": str(vgg) if vgg else None,
+        "max_file_size": "2mb",
+        "queue_size": 16,
+    }
+    values.update(changes)
+    return AppConfig(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def server(files: dict[str, Path]):
+    """The app on a free local port; yields ``(url, app)`` and closes it afterwards."""
+    from tests.conftest import REAL_VGG16
+
+    vgg = REAL_VGG16 if REAL_VGG16.is_file() else None
+    demo = create_app(tiny_config(files["catalogue"], vgg))
+    port = _free_port()
+    _, url, _ = launch(
+        demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
+    )
+    try:
+        yield url, demo, vgg
+    finally:
+        demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory: pytest.TempPathFactory) -> Client:
+    url = server[0]
+    return Client(url, verbose=False, download_files=str(tmp_path_factory.mktemp("downloads")))
+
+
+def _johnson_args(photo: object, **changes: object) -> dict[str, object]:
+    args: dict[str, object] = {
+        "photo": photo,
+        "style": STYLE_ID,
+        "style_image": None,
+        "size": 256,
+        "strength": 1.0,
+        "preserve_colors": False,
+    }
+    args.update(changes)
+    return args
+
+
+def _gatys_args(photo: object, **changes: object) -> dict[str, object]:
+    args: dict[str, object] = {
+        "photo": photo,
+        "style": STYLE_ID,
+        "style_image": None,
+        "size": 64,
+        "iterations": 6,
+        "optimizer": "lbfgs",
+        "init": "content",
+        "strength": 1.0,
+        "preserve_colors": False,
+    }
+    args.update(changes)
+    return args
+
+
+def _pixels(path: str | Path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def _expected_johnson(files: dict[str, Path], size: int, **kwargs: object) -> np.ndarray:
+    from nst.stylize import stylize
+
+    import zoo
+
+    model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
+    return np.asarray(stylize(model, files["photo"], size=size, **kwargs), dtype=np.int16)
+
+
+# ---------------------------------------------------------------- the API
+
+
+def test_named_endpoints_are_listed(client: Client) -> None:
+    api = client.view_api(print_info=False, return_format="dict")
+    names = set(api["named_endpoints"])
+    assert {"/johnson", "/gatys"} <= names
+    johnson_params = [p["parameter_name"] for p in api["named_endpoints"]["/johnson"]["parameters"]]
+    assert johnson_params[:2] == ["photo", "style"]
+
+
+def test_johnson_endpoint_returns_the_library_result(
+    client: Client, files: dict[str, Path]
+) -> None:
+    image, status = client.predict(
+        **_johnson_args(handle_file(files["photo"])), api_name="/johnson"
+    )
+    got = _pixels(image)
+    assert Path(image).suffix == ".png"  # lossless: the download is the result itself
+    assert max(got.shape[:2]) == 256
+    want = _expected_johnson(files, 256)
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 2  # same network, same photo: the same picture
+    assert status.startswith("**Johnson — ") and " s**" in status
+
+
+def test_johnson_strength_and_colours_reach_the_model(
+    client: Client, files: dict[str, Path]
+) -> None:
+    args = _johnson_args(handle_file(files["photo"]), size=128, strength=0.5, preserve_colors=True)
+    image, _ = client.predict(**args, api_name="/johnson")
+    want = _expected_johnson(files, 128, strength=0.5, preserve_colors=True)
+    full = _expected_johnson(files, 128)
+    got = _pixels(image)
+    assert np.abs(got - want).max() <= 2
+    assert np.abs(got - full).mean() > 1  # the options changed the picture
+
+
+def test_gatys_endpoint_streams_and_finishes(server, client: Client, files) -> None:
+    if server[2] is None:
+        pytest.skip("real VGG16 weights absent (../shared): Gatys needs a loss network")
+    job = client.submit(**_gatys_args(handle_file(files["photo"])), api_name="/gatys")
+    image, status = job.result(timeout=TIMEOUT)
+    updates = job.outputs()
+    assert len(updates) >= 3  # the start message, previews, the final image
+    assert status.startswith("**Gatys — 6 iterations,")
+    assert "(running)" not in status
+    result = _pixels(image)
+    assert max(result.shape[:2]) == 64
+    photo = Image.open(files["photo"]).convert("RGB").resize(result.shape[1::-1])
+    assert np.abs(result - np.asarray(photo, dtype=np.int16)).mean() > 2  # it moved
+
+
+def test_gatys_with_an_uploaded_style_image(server, client: Client, files) -> None:
+    if server[2] is None:
+        pytest.skip("real VGG16 weights absent (../shared): Gatys needs a loss network")
+    args = _gatys_args(
+        handle_file(files["photo"]), style=None, style_image=handle_file(files["painting"]),
+        iterations=2, init="noise", optimizer="adam",
+    )  # fmt: skip
+    image, status = client.predict(**args, api_name="/gatys")
+    assert max(_pixels(image).shape[:2]) == 64
+    assert "your style image" in status
+
+
+def test_gatys_can_be_stopped(server, client: Client, files) -> None:
+    if server[2] is None:
+        pytest.skip("real VGG16 weights absent (../shared): Gatys needs a loss network")
+    job = client.submit(
+        **_gatys_args(handle_file(files["photo"]), iterations=400), api_name="/gatys"
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while len(job.outputs()) < 2 and time.monotonic() < deadline:  # first preview
+        time.sleep(0.1)
+    assert len(job.outputs()) >= 2
+    job.cancel()
+    # With one Gatys run at a time, the next one only starts once the first has stopped.
+    started = time.monotonic()
+    _, status = client.predict(**_gatys_args(handle_file(files["photo"]), iterations=2),
+                               api_name="/gatys")  # fmt: skip
+    assert status.startswith("**Gatys — 2 iterations")
+    assert time.monotonic() - started < 60  # far less than 400 iterations would take
+
+
+# ---------------------------------------------------------------- error paths
+
+
+def _error_message(excinfo: pytest.ExceptionInfo[BaseException]) -> str:
+    return str(excinfo.value)
+
+
+def test_bad_image_gets_a_clear_message(client: Client, files) -> None:
+    with pytest.raises(Exception) as excinfo:
+        client.predict(**_johnson_args(handle_file(files["bad"])), api_name="/johnson")
+    message = _error_message(excinfo)
+    assert "photo could not be used" in message and "not an image" in message
+
+
+def test_missing_style_gets_a_clear_message(client: Client, files) -> None:
+    with pytest.raises(Exception) as excinfo:
+        args = _johnson_args(handle_file(files["photo"]), style="no_such_style")
+        client.predict(**args, api_name="/johnson")
+    message = _error_message(excinfo)
+    assert "There is no style 'no_such_style'" in message and STYLE_ID in message
+
+
+def test_missing_photo_and_bad_options(client: Client, files) -> None:
+    with pytest.raises(Exception) as excinfo:
+        client.predict(**_johnson_args(None), api_name="/johnson")
+    assert "No photo yet" in _error_message(excinfo)
+    with pytest.raises(Exception) as excinfo:
+        client.predict(**_johnson_args(handle_file(files["photo"]), size=99999),
+                       api_name="/johnson")  # fmt: skip
+    assert "Johnson size must be between 64 and 2048" in _error_message(excinfo)
+    with pytest.raises(Exception) as excinfo:
+        client.predict(**_gatys_args(handle_file(files["photo"]), optimizer="sgd"),
+                       api_name="/gatys")  # fmt: skip
+    assert "Optimiser must be one of lbfgs, adam" in _error_message(excinfo)
+
+
+def test_uploaded_style_has_no_johnson_model(client: Client, files) -> None:
+    args = _johnson_args(handle_file(files["photo"]), style_image=handle_file(files["painting"]))
+    image, status = client.predict(**args, api_name="/johnson")
+    assert image is None
+    assert "no trained model for an uploaded style image" in status
+
+
+def test_upload_size_limit(client: Client, tmp_path: Path) -> None:
+    big = tmp_path / "big.png"
+    noise = np.random.default_rng(0).integers(0, 256, (1200, 1200, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(big)  # ~4 MB of incompressible pixels, over the 2 MB limit
+    assert big.stat().st_size > 2 * 1024 * 1024
+    with pytest.raises(Exception) as excinfo:
+        client.predict(**_johnson_args(handle_file(big)), api_name="/johnson")
+    assert "size" in _error_message(excinfo).lower()
+
+
+# ---------------------------------------------------------------- without a server
+
+
+def test_gatys_without_vgg_weights_explains_and_johnson_still_works(
+    files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gradio as gr
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("NST_VGG_WEIGHTS", raising=False)
+    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
+    steps = handlers.gatys(str(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
+                           False, progress=lambda *a, **k: None)  # fmt: skip
+    shown = []
+    with pytest.raises(gr.Error) as excinfo:
+        for update in steps:
+            shown.append(update)
+    assert "NST_VGG_WEIGHTS" in shown[-1][1]  # the column itself says how to fix it
+    assert "NST_VGG_WEIGHTS" in excinfo.value.message
+    image, status = handlers.johnson(str(files["photo"]), STYLE_ID, None, 128, 1.0, False)
+    assert image is not None and status.startswith("**Johnson")
+
+
+def test_empty_catalogue_says_so(tmp_path: Path) -> None:
+    empty = tmp_path / "catalogue.json"
+    empty.write_text('{"styles": []}\n')
+    demo = create_app(tiny_config(empty, None))
+    handlers = StyleTransferDemo(tiny_config(empty, None))
+    assert handlers.styles == []
+    assert "No trained styles are installed" in (handlers.catalogue_message or "")
+    markdown = [b for b in demo.blocks.values() if type(b).__name__ == "Markdown"]
+    assert any("No trained styles are installed" in (b.value or "") for b in markdown)
+
+
+def test_queue_is_bounded_and_gatys_runs_alone(files) -> None:
+    demo = create_app(tiny_config(files["catalogue"], None, queue_size=7))
+    assert demo._queue.max_size == 7
+    limits = {fn.api_name: fn.concurrency_limit for fn in demo.fns.values()}
+    assert limits["gatys"] == 1
+    assert limits["johnson"] == 2
+
+
+def test_module_builds_a_default_demo() -> None:
+    assert app_module.demo is not None
+    assert app_module.default_config().device in ("cpu", "cuda")
