@@ -10,7 +10,8 @@ Download path
   client checks (``X-Repo-Commit``, ``ETag``, ``Content-Length``, ``X-Error-Code``) and
   ``Range`` requests for resumed downloads. No xet: the client falls back to plain HTTP.
 Upload path
-  ``GET /api/whoami-v2``, ``POST /api/repos/create``, ``POST .../preupload/{rev}``
+  ``GET /api/whoami-v2``, ``POST /api/repos/create``, ``POST /api/validate-yaml`` (model
+  card metadata), ``POST .../preupload/{rev}``
   (every file is "regular", so the client inlines it base64 in the NDJSON commit) and
   ``POST .../commit/{rev}``, after which the files are downloadable by the new commit.
 
@@ -236,6 +237,7 @@ _ROUTES_GET = [
 ]
 _ROUTES_POST = [
     ("create", re.compile(r"^/api/repos/create$")),
+    ("validate", re.compile(r"^/api/validate-yaml$")),
     ("preupload", re.compile(rf"^/api/models/{_REPO}/preupload/(?P<rev>[^/]+)$")),
     ("commit", re.compile(rf"^/api/models/{_REPO}/commit/(?P<rev>[^/]+)$")),
 ]
@@ -479,6 +481,22 @@ def _make_handler(hub: FakeHub) -> type[BaseHTTPRequestHandler]:
                     return
                 hub.create_repo(repo_id, private=payload.get("visibility") == "private")
             self._json(200, {"url": url, "name": repo_id, "id": repo_id})
+
+        def _do_validate(self, match: re.Match[str], query: dict, fault: Fault | None) -> None:
+            """Model-card metadata check (upload_folder sends README.md front matter here)."""
+            import yaml
+
+            content = json.loads(self._read_body() or b"{}").get("content", "")
+            front = re.match(r"^---\n(.*?)\n---", content, re.S)
+            try:
+                meta = yaml.safe_load(front[1]) if front else {}
+            except yaml.YAMLError as exc:
+                self._json(400, {"errors": [{"message": f"invalid YAML: {exc}"}], "warnings": []})
+                return
+            if front and not isinstance(meta, dict):
+                self._json(400, {"errors": [{"message": "metadata must be a mapping"}]})
+                return
+            self._json(200, {"errors": [], "warnings": []})
 
         def _do_preupload(self, match: re.Match[str], query: dict, fault: Fault | None) -> None:
             payload = json.loads(self._read_body() or b"{}")

@@ -388,3 +388,25 @@ def test_wrong_shapes_are_refused_before_use(fake_hub: FakeHub, tmp_path: Path) 
     with pytest.raises(NSTError, match=r"(?s)Style 'shapes'.*expected shape.*config.json.*removed"):
         zoo.load("shapes", catalogue=catalogue)
     assert cache_files(tmp_path / "hf") == []
+
+
+def test_train_export_folder_loads_through_the_zoo_unchanged(
+    fake_hub: FakeHub, tmp_path: Path
+) -> None:
+    """train.export's real output (fp16, model card, samples) -> Hub -> zoo.load."""
+    export_mod = pytest.importorskip("train.export")
+    checkpoint = pytest.importorskip("train.checkpoint")
+    model = tiny_model(9)
+    optimizer = torch.optim.Adam(model.parameters())
+    checkpoint.save_checkpoint(tmp_path / "run", 1, model, optimizer, {"config": {}}, keep=1)
+    folder = export_mod.export_run(tmp_path / "run")
+    loaded = zoo.load(folder)
+    x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.allclose(loaded(x), model(x), atol=2e-2)  # fp16 weights, fp32 net
+    api = HfApi(endpoint=fake_hub.endpoint, token=FAKE_TOKEN)
+    api.create_repo("tester/trained", exist_ok=True)
+    info = api.upload_folder(repo_id="tester/trained", folder_path=folder, commit_message="v1")
+    from_hub = zoo.load(f"tester/trained@{info.oid}", progress=False)
+    with torch.no_grad():
+        assert torch.equal(from_hub(x), loaded(x))

@@ -75,3 +75,16 @@ def test_injected_status_fault_is_counted(fake_hub: FakeHub) -> None:
     assert fake_hub.count("HEAD", "*/a.txt") == 1
     path = hf_hub_download("alice/notes", "a.txt", endpoint=fake_hub.endpoint)
     assert Path(path).read_bytes() == b"one"
+
+
+def test_model_card_metadata_is_validated(fake_hub: FakeHub, tmp_path: Path) -> None:
+    api = HfApi(endpoint=fake_hub.endpoint, token=FAKE_TOKEN)
+    api.create_repo("tester/card")
+    folder = tmp_path / "card"
+    folder.mkdir()
+    (folder / "README.md").write_text("---\nlicense: [unclosed\n---\n# card\n")
+    with pytest.raises(ValueError, match="Invalid metadata"):
+        api.upload_folder(repo_id="tester/card", folder_path=folder)
+    (folder / "README.md").write_text("---\nlicense: mit\n---\n# card\n")
+    api.upload_folder(repo_id="tester/card", folder_path=folder)
+    assert fake_hub.files("tester/card")["README.md"].startswith(b"---\nlicense: mit")
