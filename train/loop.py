@@ -316,8 +316,7 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
         metrics = CsvLog(run_dir / METRICS_NAME, METRIC_FIELDS, start if resume else None)
         val_log = CsvLog(run_dir / VAL_METRICS_NAME, VAL_FIELDS, start if resume else None)
         (run_dir / "previews").mkdir(exist_ok=True)
-        say = print if not config.progress else _tqdm_write
-        say(
+        _tqdm_write(
             f"training '{config.style_id}' on {describe(device, env.world)}: steps {start}"
             f"..{iterations}, {len(train_files)} photos, batch {config.batch_size} x "
             f"{env.world}, {config.image_size} px, {'bf16' if bf16 else 'fp32'}"
