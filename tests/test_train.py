@@ -50,6 +50,15 @@ def make_style(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny convolutions: one thread beats two on a shared 2-core machine (no spin-waits)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture
 def setup(tmp_path: Path) -> dict[str, Path]:
     return {
