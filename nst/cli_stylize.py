@@ -1,0 +1,115 @@
+"""Stylise a photo with a trained Johnson et al. 2016 transformer net (fast, any size).
+
+--model takes a model folder (model.safetensors + config.json), a .safetensors file, or a
+style name / Hub repo id from the zoo (``python -m zoo list``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from nst.errors import NSTError
+from nst.images import save_image
+from nst.stylize import PRECISIONS, Progress, stylize
+from nst.transformer import TransformerNet, load_transformer
+
+HELP = "stylise a photo with a trained transformer net (Johnson et al. 2016)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("content", help="the photo (JPEG, PNG, WebP, ...)")
+    parser.add_argument(
+        "--model", required=True, help="model folder, .safetensors file, or zoo style name"
+    )
+    parser.add_argument("-o", "--output", required=True, help="where to write the result")
+    parser.add_argument("--size", type=int, default=None, help="output long side in px")
+    parser.add_argument("--strength", type=float, default=1.0, help="1 = full style, 0 = the photo")
+    parser.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
+    parser.add_argument(
+        "--tile",
+        default="auto",
+        help="'auto' (tile only above the memory budget), a tile side in px, or 0 (never)",
+    )
+    parser.add_argument(
+        "--precision", default="auto", choices=PRECISIONS, help="arithmetic precision"
+    )
+
+
+def parse_tile(value: str) -> int | str | None:
+    if value == "auto":
+        return "auto"
+    try:
+        return int(value) or None
+    except ValueError:
+        raise NSTError(f"--tile takes 'auto', 0 or a side in pixels, not '{value}'.") from None
+
+
+def resolve_model(name: str) -> TransformerNet:
+    """A path that exists is loaded directly; anything else is asked of the zoo."""
+    if Path(name).exists():
+        return load_transformer(name)
+    try:
+        import zoo
+    except ImportError as exc:
+        raise NSTError(
+            f"'{name}' is not a file or folder, and the style zoo is not available to "
+            f"look it up ({exc}). Pass the path of a model folder instead."
+        ) from exc
+    try:
+        return zoo.load(name)
+    except NSTError:
+        raise
+    except Exception as exc:  # the zoo's own bugs or network failures: say which model
+        raise NSTError(
+            f"Could not load '{name}' from the style zoo: {exc}. Check the name with "
+            "'python -m zoo list' or pass the path of a model folder."
+        ) from exc
+
+
+def _progress_bar() -> tuple[Progress, Callable[[], None]]:
+    """A tqdm bar that appears only once a run turns out to be tiled."""
+    from tqdm import tqdm
+
+    state: dict[str, tqdm] = {}
+
+    def update(done: int, total: int) -> None:
+        if total <= 1:
+            return
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total, unit="tile", desc="stylising")
+        state["bar"].n = done
+        state["bar"].refresh()
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return update, close
+
+
+def run(args: argparse.Namespace) -> int:
+    model = resolve_model(args.model)
+    progress, close = _progress_bar()
+    start = time.perf_counter()
+    try:
+        result = stylize(
+            model,
+            args.content,
+            size=args.size,
+            strength=args.strength,
+            preserve_colors=args.preserve_colors,
+            device=args.device,
+            tile=parse_tile(args.tile),
+            precision=args.precision,
+            progress=progress,
+        )
+    finally:
+        close()
+    out = save_image(result, args.output)
+    seconds = time.perf_counter() - start
+    print(f"wrote {out} ({result.width} x {result.height}, {seconds:.1f} s)")
+    return 0
