@@ -226,6 +226,23 @@ def validate(
     return {k: float(v) for k, v in parts.items()}, outputs
 
 
+def compute_loss(
+    model: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tensor, bf16: bool
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """One training batch's loss: stylise, then compare with the batch and the style.
+
+    The content targets need the VGG only up to the content layer (relu2_2), not up to
+    relu4_3 as a loop that runs the whole loss network on the photos does.
+    """
+    autocast = (
+        torch.autocast(x.device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    )
+    with autocast:
+        y = model(x)  # (B, 3, S, S)
+        targets = loss_fn.content_targets(x)
+        return loss_fn(y.float(), targets)
+
+
 def _iterations(config: TrainConfig, n_files: int, world: int) -> int:
     if config.epochs is None:
         return config.iterations
@@ -307,9 +324,6 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
     )
     photos = data.load_validation(val_files, config.image_size).to(device)
     bf16 = use_bf16(config, device)
-    autocast = (
-        torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-    )
 
     metrics = val_log = None
     if env.main:
@@ -350,10 +364,7 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
             x = batch.to(device, non_blocking=True)
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with autocast:
-                y = wrapped(x)
-                targets = loss_fn.content_targets(x)
-                loss, parts = loss_fn(y.float(), targets)
+            loss, parts = compute_loss(wrapped, loss_fn, x, bf16)
             finite = _all_true(bool(torch.isfinite(loss)), env)
             if not finite:
                 _stop_on_nan(step + 1, float(loss.detach()), last_good)
