@@ -1,0 +1,126 @@
+"""The Johnson transformer net: shapes, determinism, strict safetensors loading, fast path."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import re
+
+import pytest
+import torch
+
+from nst.errors import NSTError
+from nst.transformer import (
+    NormControl,
+    TransformerConfig,
+    TransformerNet,
+    fast_forward,
+    load_transformer,
+    save_transformer,
+)
+
+
+def _net(width: int = 8, seed: int = 0) -> TransformerNet:
+    """A small random net whose norm layers have non-trivial affine parameters."""
+    torch.manual_seed(seed)
+    net = TransformerNet(TransformerConfig(width=width, residual_blocks=2)).eval()
+    for module in net.modules():
+        if isinstance(module, torch.nn.InstanceNorm2d):
+            torch.nn.init.normal_(module.weight, 1.0, 0.2)
+            torch.nn.init.normal_(module.bias, 0.0, 0.2)
+    return net
+
+
+@pytest.mark.parametrize("size", [(333, 517), (17, 16), (64, 65)])
+def test_output_shape_and_range_for_odd_sizes(size: tuple[int, int]) -> None:
+    x = torch.rand(1, 3, *size)
+    with torch.inference_mode():
+        y = _net()(x)
+    assert y.shape == x.shape
+    assert 0.0 <= y.min() and y.max() <= 1.0
+
+
+def test_deterministic() -> None:
+    x = torch.rand(1, 3, 96, 80)
+    with torch.inference_mode():
+        assert torch.equal(_net(seed=1)(x), _net(seed=1)(x))
+        assert not torch.equal(_net(seed=1)(x), _net(seed=2)(x))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_forward_matches_reference(channels_last: bool) -> None:
+    net = _net()
+    x = torch.rand(1, 3, 77, 130)
+    with torch.inference_mode():
+        reference = net(x)
+        if channels_last:
+            net = net.to(memory_format=torch.channels_last)
+            x = x.contiguous(memory_format=torch.channels_last)
+        fast = fast_forward(net, x)
+    assert fast.shape == reference.shape
+    torch.testing.assert_close(fast, reference, atol=2e-5, rtol=0)
+
+
+def test_fixed_statistics_reproduce_recorded_ones_and_change_the_output() -> None:
+    net = _net()
+    x = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        recorded: list = []
+        own = fast_forward(net, x, NormControl(record=recorded))
+        assert len(recorded) == 3 + 2 * 2 + 2  # encoder, residual blocks, decoder
+        torch.testing.assert_close(fast_forward(net, x, NormControl(fixed=recorded)), own)
+        other: list = []
+        fast_forward(net, torch.rand(1, 3, 64, 64), NormControl(record=other))
+        assert not torch.allclose(fast_forward(net, x, NormControl(fixed=other)), own)
+
+
+def test_save_load_round_trip(tmp_path) -> None:
+    net = _net(width=8)
+    net.config.style = {"id": "test", "title": "A test"}
+    folder = save_transformer(net, tmp_path / "model")
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.safetensors"]
+    loaded = load_transformer(folder)
+    assert loaded.config.width == 8 and loaded.config.style["id"] == "test"
+    assert not loaded.training
+    x = torch.rand(1, 3, 40, 52)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0)
+    # A .safetensors file next to its config.json loads too.
+    assert load_transformer(folder / "model.safetensors").config.width == 8
+
+
+def test_truncated_checkpoint_is_refused(tmp_path) -> None:
+    folder = save_transformer(_net(), tmp_path / "model")
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(NSTError, match="truncated"):
+        load_transformer(folder)
+
+
+def test_wrong_shape_checkpoint_is_refused_with_the_names(tmp_path) -> None:
+    folder = save_transformer(_net(width=8), tmp_path / "model")
+    config = json.loads((folder / "config.json").read_text())
+    config["width"] = 16
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NSTError) as info:
+        load_transformer(folder)
+    message = str(info.value)
+    assert "width 16" in message
+    # Each mismatch names the tensor and both shapes (widths 16 vs 8 in some dimension).
+    assert re.search(r"\n  \S+\.weight: expected shape \([^)]*16[^)]*\), found \([^)]*8", message)
+
+
+def test_pickle_is_refused_without_being_opened(tmp_path) -> None:
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickle code ran')",))
+
+    path = tmp_path / "model.pth"
+    path.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(NSTError, match="pickle"):
+        load_transformer(path)
+    # A pickle renamed to .safetensors is not valid safetensors either.
+    disguised = tmp_path / "model.safetensors"
+    disguised.write_bytes(pickle.dumps(Boom()))
+    with pytest.raises(NSTError, match="not a valid safetensors"):
+        load_transformer(disguised)
