@@ -1,0 +1,213 @@
+"""``python -m train.publish RUN_DIR/export --repo USER/NAME``: upload a style, add it to the zoo.
+
+``HfApi.create_repo`` + ``HfApi.upload_folder`` make one commit of the export folder; the
+zoo catalogue then gets an entry pinned to that commit, with the sha256 of
+``model.safetensors``, so the style users download is exactly the one published.
+
+The token comes from ``HF_TOKEN`` or the login cache (``hf auth login``). It is never
+printed or logged: messages from the Hub client are scrubbed of it before they are shown.
+``--dry-run`` lists exactly what would be uploaded and needs no token.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nst.errors import NSTError
+from nst.transformer import CONFIG_NAME, WEIGHTS_NAME, load_transformer
+
+CARD_NAME = "README.md"
+REPO_PLACEHOLDER = "PATH_OR_REPO"  # what export.model_card writes when it knows no repo yet
+
+
+@dataclass
+class PublishResult:
+    repo_id: str
+    files: list[str]
+    revision: str | None = None  # the commit; None for a dry run
+    commit_url: str | None = None
+    entry: dict[str, Any] = field(default_factory=dict)
+
+
+def upload_files(export_dir: Path) -> list[str]:
+    """The files an upload sends, relative to the export folder (temporary files left out)."""
+    return sorted(
+        p.relative_to(export_dir).as_posix()
+        for p in export_dir.rglob("*")
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(export_dir).parts)
+    )
+
+
+def check_export(export_dir: Path) -> dict[str, Any]:
+    """Refuse anything but a complete export; return its config.json."""
+    if not export_dir.is_dir():
+        raise NSTError(
+            f"'{export_dir}' is not a folder. Publish the export of a run: RUN_DIR/export."
+        )
+    for name in (WEIGHTS_NAME, CONFIG_NAME, CARD_NAME):
+        if not (export_dir / name).is_file():
+            raise NSTError(
+                f"'{export_dir}' lacks {name}: it is not a complete export. Run "
+                "`python -m train.export RUN_DIR` first."
+            )
+    model = load_transformer(export_dir)  # the same check the zoo does when it loads it
+    return {"style": model.config.style, "training": model.config.training}
+
+
+def catalogue_entry(
+    export_dir: Path, config: dict[str, Any], repo_id: str, revision: str
+) -> dict[str, Any]:
+    """The zoo catalogue entry of a published export, pinned to ``revision``."""
+    from huggingface_hub import ModelCard
+
+    from zoo.catalogue import file_sha256
+
+    style = config["style"]
+    card = ModelCard.load(export_dir / CARD_NAME).data
+    if not style.get("id"):
+        raise NSTError(f"{export_dir / CONFIG_NAME} names no style id (style.id).")
+    return {
+        "id": style["id"],
+        "title": style.get("title") or style["id"],
+        "painting": style.get("painting") or style.get("title") or style["id"],
+        "artist": style.get("artist") or "unknown",
+        "year": style.get("year") or "unknown",
+        "license": card.license or "unknown",
+        "preview": f"previews/{style['id']}.jpg",
+        "weights": {"repo_id": repo_id, "filename": WEIGHTS_NAME, "revision": revision},
+        "sha256": file_sha256(export_dir / WEIGHTS_NAME),
+        "training": config.get("training", {}),
+    }
+
+
+def resolve_token(token: str | None = None) -> str:
+    from huggingface_hub import get_token
+
+    token = token or get_token()
+    if not token:
+        raise NSTError(
+            "No Hugging Face token: set HF_TOKEN to a token with write access "
+            "(https://huggingface.co/settings/tokens) or run `hf auth login` once. "
+            "Use --dry-run to see what would be uploaded without one."
+        )
+    return token
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def _hub_error(what: str, exc: Exception, token: str) -> NSTError:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401:
+        hint = "The token was refused: check HF_TOKEN (or log in again with `hf auth login`)."
+    elif status == 403:
+        hint = "The token may not write to this namespace: use a write token for it."
+    else:
+        hint = "Check the network and the repo name, then run the same command again."
+    detail = _scrub(f"{type(exc).__name__}: {exc}", token)
+    return NSTError(f"{what} failed ({detail}). {hint}")
+
+
+def publish(
+    export_dir: str | os.PathLike,
+    repo_id: str,
+    *,
+    private: bool = False,
+    dry_run: bool = False,
+    catalogue: str | os.PathLike | None = None,
+    add_to_zoo: bool = True,
+    token: str | None = None,
+) -> PublishResult:
+    """Upload ``export_dir`` to ``repo_id`` as one commit and add it to the zoo catalogue."""
+    from zoo.catalogue import REPO_ID_PATTERN
+
+    export_dir = Path(export_dir)
+    if not REPO_ID_PATTERN.match(repo_id):
+        raise NSTError(f"--repo '{repo_id}' is not a Hub repo id: write it USER/NAME.")
+    config = check_export(export_dir)
+    files = upload_files(export_dir)
+    if dry_run:
+        return PublishResult(repo_id, files)
+
+    from huggingface_hub import HfApi
+
+    token = resolve_token(token)
+    api = HfApi(token=token)
+    try:
+        api.whoami()
+    except Exception as exc:  # refuse early, before anything is created
+        raise _hub_error("Checking the Hugging Face token", exc, token) from None
+    with tempfile.TemporaryDirectory(prefix="nst-publish-") as tmp:
+        staged = Path(tmp) / "export"
+        shutil.copytree(export_dir, staged, ignore=shutil.ignore_patterns(".*"))
+        card = staged / CARD_NAME  # the card's usage lines name the repo it lives in
+        card.write_text(card.read_text(encoding="utf-8").replace(REPO_PLACEHOLDER, repo_id))
+        try:
+            api.create_repo(repo_id, private=private, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staged,
+                commit_message=f"Upload style network '{config['style'].get('id')}'",
+            )
+        except Exception as exc:  # HTTP, network, validation: all end the same way
+            raise _hub_error(f"Uploading to '{repo_id}'", exc, token) from None
+    result = PublishResult(repo_id, files, info.oid, str(info.commit_url))
+    result.entry = catalogue_entry(export_dir, config, repo_id, info.oid)
+    if add_to_zoo:
+        import zoo
+
+        style_image = export_dir / "style.jpg"
+        zoo.add_style(
+            result.entry, catalogue, source_image=style_image if style_image.is_file() else None
+        )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m train.publish",
+        description="Upload a training export to the Hugging Face Hub and add it to the zoo.",
+    )
+    parser.add_argument("export", help="the export folder (RUN_DIR/export)")
+    parser.add_argument("--repo", required=True, help="Hub repo id, USER/NAME")
+    parser.add_argument("--private", action="store_true", help="create the repo private")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
+    parser.add_argument("--catalogue", help="zoo catalogue to update (default: zoo/catalogue.json)")
+    parser.add_argument("--no-catalogue", action="store_true", help="do not touch the zoo")
+    args = parser.parse_args(argv)
+    try:
+        result = publish(
+            args.export,
+            args.repo,
+            private=args.private,
+            dry_run=args.dry_run,
+            catalogue=args.catalogue,
+            add_to_zoo=not args.no_catalogue,
+        )
+    except NSTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.dry_run:
+        print(f"dry run: would upload {len(result.files)} files to {args.repo}:")
+        for name in result.files:
+            size = (Path(args.export) / name).stat().st_size
+            print(f"  {name}  ({size:,} bytes)")
+        return 0
+    print(f"published {args.repo} at commit {result.revision}")
+    print(f"  {result.commit_url}")
+    if not args.no_catalogue:
+        print(f"added '{result.entry['id']}' to the zoo catalogue, pinned to {result.revision}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
