@@ -21,7 +21,9 @@ import spaces
 import base64
 import binascii
 import os
+import threading
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -29,14 +31,15 @@ from typing import Any
 
 import gradio as gr
 import torch
-from nst.gatys import GatysConfig, gatys_steps
-from nst.stylize import stylize
+from gradio.utils import get_upload_folder
 from PIL import Image
 
 import zoo
 from nst.color import blend
 from nst.errors import NSTError
+from nst.gatys import GatysConfig, gatys_steps
 from nst.images import load_image, to_pil, to_tensor
+from nst.stylize import stylize
 
 ROOT = Path(__file__).resolve().parent
 OPTIMIZERS = ("lbfgs", "adam")
@@ -238,11 +241,14 @@ class StyleTransferDemo:
         start = time.perf_counter()
         model = self._model(entry)
         try:
-            result = _johnson_on_device(model, content, long_side, alpha, bool(preserve_colors))
+            result = _johnson_on_device(
+                model, content, long_side, alpha, bool(preserve_colors), self.config.device
+            )
         except NSTError as exc:
             raise gr.Error(str(exc)) from exc
         took = time.perf_counter() - start
-        return result, f"**Johnson — {_seconds(took)}** · {entry.title}"
+        path = RESULTS.write(result, f"johnson_{entry.id}.png")
+        return path, f"**Johnson — {_seconds(took)}** · {entry.title}"
 
     def gatys_config(self, size: float, iterations: int, optimizer: str, init: str, pc: bool):
         return GatysConfig(
@@ -298,11 +304,58 @@ class StyleTransferDemo:
                 progress((step.iteration, step.iterations), desc="Gatys", unit="iterations")
                 verb = "" if step.done else " (running)"
                 label = f"Gatys — {step.iteration} iterations, {_seconds(step.seconds)}{verb}"
-                yield image, f"**{label}** · {title}"
+                name = "gatys.png" if step.done else "gatys_preview.jpg"
+                yield RESULTS.write(image, name), f"**{label}** · {title}"
         except NSTError as exc:
             # Missing VGG weights and the like: say so in the column, and to API callers.
             yield None, f"**Gatys could not run.** {exc}"
             raise gr.Error(str(exc), duration=None) from exc
+
+
+class ResultFiles:
+    """Result images written straight into Gradio's file cache, so it serves them as is.
+
+    Gradio would encode a returned PIL image itself as PNG at zlib level 6: about 1 s for
+    a megapixel on a small CPU. Level 1 is 3-4x faster for a photo-like picture and only
+    ~5 % larger; previews are JPEG. Files older than ``max_age`` seconds are removed.
+    """
+
+    def __init__(self, max_age: float = 3600.0):
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._last_prune = 0.0
+
+    @property
+    def folder(self) -> Path:
+        return Path(get_upload_folder()) / "nst-results"
+
+    def write(self, image: Image.Image, name: str) -> str:
+        target = self.folder / uuid.uuid4().hex / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.suffix == ".png":
+            image.save(target, format="PNG", compress_level=1)
+        else:
+            image.save(target, format="JPEG", quality=90)
+        self._prune()
+        return str(target)
+
+    def _prune(self) -> None:
+        now = time.time()
+        with self._lock:
+            if now - self._last_prune < 60:
+                return
+            self._last_prune = now
+        for folder in self.folder.iterdir():
+            try:
+                if now - folder.stat().st_mtime > self.max_age:
+                    for file in folder.iterdir():
+                        file.unlink(missing_ok=True)
+                    folder.rmdir()
+            except OSError:
+                pass  # another thread removed it first, or it is in use: next time
+
+
+RESULTS = ResultFiles()
 
 
 def _with_strength(image: Image.Image, content: Image.Image, strength: float) -> Image.Image:
@@ -315,9 +368,21 @@ def _with_strength(image: Image.Image, content: Image.Image, strength: float) ->
 
 @spaces.GPU(duration=30)
 def _johnson_on_device(
-    model: Any, content: Image.Image, size: int, strength: float, preserve_colors: bool
+    model: Any,
+    content: Image.Image,
+    size: int,
+    strength: float,
+    preserve_colors: bool,
+    device: str,
 ) -> Image.Image:
-    return stylize(model, content, size=size, strength=strength, preserve_colors=preserve_colors)
+    return stylize(
+        model,
+        content,
+        size=size,
+        strength=strength,
+        preserve_colors=preserve_colors,
+        device=device,
+    )
 
 
 @spaces.GPU(duration=120)
@@ -422,14 +487,16 @@ def create_app(config: AppConfig | None = None, *, catalogue: Path | None = None
         with gr.Row(equal_height=True):
             with gr.Column():
                 johnson_out = gr.Image(
-                    label="Johnson", format="png", buttons=["download", "fullscreen"],
-                    interactive=False, height=420, elem_id="johnson-result",
+                    label="Johnson", type="filepath", format="png", height=420,
+                    buttons=["download", "fullscreen"], interactive=False,
+                    elem_id="johnson-result",
                 )  # fmt: skip
                 johnson_status = gr.Markdown(elem_id="johnson-status")
             with gr.Column():
                 gatys_out = gr.Image(
-                    label="Gatys", format="png", buttons=["download", "fullscreen"],
-                    interactive=False, height=420, elem_id="gatys-result",
+                    label="Gatys", type="filepath", format="png", height=420,
+                    buttons=["download", "fullscreen"], interactive=False,
+                    elem_id="gatys-result",
                 )  # fmt: skip
                 gatys_status = gr.Markdown(elem_id="gatys-status")
         with gr.Accordion("Before / after", open=False):

@@ -172,9 +172,8 @@ def _pixels(path: str | Path) -> np.ndarray:
 
 
 def _expected_johnson(files: dict[str, Path], size: int, **kwargs: object) -> np.ndarray:
-    from nst.stylize import stylize
-
     import zoo
+    from nst.stylize import stylize
 
     model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
     return np.asarray(stylize(model, files["photo"], size=size, **kwargs), dtype=np.int16)
@@ -324,8 +323,12 @@ def test_gatys_without_vgg_weights_explains_and_johnson_still_works(
     files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gradio as gr
+    import huggingface_hub.constants
 
+    # huggingface_hub reads HF_HUB_OFFLINE when first imported (by gradio, long before this
+    # test): set its constant too, or it retries the unreachable Hub for ~20 s.
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.delenv("NST_VGG_WEIGHTS", raising=False)
     handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
     steps = handlers.gatys(str(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
