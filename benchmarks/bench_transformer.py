@@ -1,0 +1,189 @@
+"""Speed and memory of Johnson-net inference; prints the machine it ran on.
+
+    .venv/bin/python benchmarks/bench_transformer.py            # speed at 512 and 1024
+    .venv/bin/python benchmarks/bench_transformer.py --memory   # + 3840x2160 peak RSS, tiling
+
+Speed: seconds (best of --repeats), achieved GFLOP/s (the net's multiply-adds x 2 over the
+time) and the fraction of this machine's measured large-matmul peak, for the reference
+``TransformerNet.forward`` in fp32 and for ``stylize``'s path in each precision, with the
+PSNR of each against the fp32 reference output of the same (random) weights.
+Memory: peak resident set of a fresh process that stylises a 3840x2160 photo, and the PSNR
+of tiled against untiled output at a size where the untiled pass fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nst.stylize import _prepare, _run_net, stylize  # noqa: E402
+from nst.transformer import TransformerNet  # noqa: E402
+
+PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
+
+
+def machine() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
+
+
+def best_time(fn, repeats: int) -> float:
+    fn()  # warm-up: oneDNN picks and caches its kernels on the first call
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    return 2 * n**3 / best_time(lambda: a @ b, 3) / 1e9
+
+
+def net_gflop(net: TransformerNet, h: int, w: int) -> float:
+    """Multiply-adds x 2 of every convolution, counted from the layers' shapes."""
+    total, scale = 0.0, {"h": h, "w": w}
+    hooks = []
+
+    def count(module, inputs, output):
+        nonlocal total
+        k = module.kernel_size[0] * module.kernel_size[1] * module.in_channels
+        total += 2 * k * output.numel()
+
+    for m in net.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            hooks.append(m.register_forward_hook(count))
+    with torch.inference_mode():
+        net(torch.zeros(1, 3, scale["h"], scale["w"]))
+    for hook in hooks:
+        hook.remove()
+    return total / 1e9
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = (a.float() - b.float()).pow(2).mean().clamp(min=1e-20)
+    return float(10 * torch.log10(1 / mse))
+
+
+def speed(sizes: list[int], precisions: list[str], repeats: int) -> None:
+    peak32 = matmul_peak(torch.float32)
+    peak16 = matmul_peak(torch.bfloat16, 512)
+    print(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s")
+    torch.manual_seed(0)
+    net = TransformerNet().eval()
+    print(f"{'size':>6} {'mode':<22} {'seconds':>8} {'GFLOP/s':>8} {'of peak':>8} {'PSNR dB':>8}")
+    for size in sizes:
+        x = torch.rand(1, 3, size, size)
+        gflop = net_gflop(net, size, size)
+        with torch.inference_mode():
+            reference = net(x)
+            rows = [("fp32 reference", lambda x=x: net(x), peak32)]
+            for precision in precisions:
+                fast = _prepare(net, torch.device("cpu"), precision)
+                peak = peak16 if precision == "bf16" else peak32
+                rows.append(
+                    (f"{precision} channels-last", lambda f=fast, x=x: _run_net(f, x), peak)
+                )
+            for name, fn, peak in rows:
+                seconds = best_time(fn, repeats if "bf16" not in name else 1)
+                out = fn()
+                rate = gflop / seconds
+                print(
+                    f"{size:>6} {name:<22} {seconds:8.3f} {rate:8.1f} {rate / peak:8.0%} "
+                    f"{psnr(out, reference):8.1f}",
+                    flush=True,
+                )
+        print(f"       ({gflop:.1f} GFLOP per image)")
+
+
+def _child_4k(tile: str) -> None:
+    """Runs in a fresh process: stylise a 3840x2160 photo, report peak RSS."""
+    from nst.images import load_image
+
+    torch.manual_seed(0)
+    net = TransformerNet().eval()
+    photo = load_image(PHOTO).resize((3840, 2160)) if PHOTO.exists() else None
+    image = photo if photo is not None else torch.rand(1, 3, 2160, 3840)
+    start = time.perf_counter()
+    result = stylize(net, image, device="cpu", tile="auto" if tile == "auto" else int(tile))
+    seconds = time.perf_counter() - start
+    rss_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB on Linux
+    print(json.dumps({"seconds": seconds, "peak_rss_gb": rss_gb, "size": result.size}))
+
+
+def memory() -> None:
+    for tile in ("auto",):
+        out = subprocess.run(
+            [sys.executable, __file__, "--child-4k", tile],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        data = json.loads(out.stdout.strip().splitlines()[-1])
+        print(
+            f"3840x2160, tile={tile}: peak RSS {data['peak_rss_gb']:.2f} GB "
+            f"(whole process), {data['seconds']:.1f} s"
+        )
+    from nst.images import load_image, to_tensor
+
+    torch.manual_seed(0)
+    net = TransformerNet().eval()
+    photo = load_image(PHOTO, long_side=1600) if PHOTO.exists() else torch.rand(1, 3, 900, 1600)
+    untiled = to_tensor(stylize(net, photo, tile=None))
+    for side in (512, 1024):
+        tiled = to_tensor(stylize(net, photo, tile=side))
+        print(
+            f"tiled ({side} px windows) vs untiled at {tuple(untiled.shape[-2:])}: "
+            f"PSNR {psnr(tiled, untiled):.1f} dB (random weights)"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--memory", action="store_true", help="also the 4K memory check")
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument("--child-4k", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.child_4k:
+        _child_4k(args.child_4k)
+        return
+    print(machine())
+    if not args.no_speed:
+        speed(args.sizes, args.precisions, args.repeats)
+    if args.memory:
+        memory()
+
+
+if __name__ == "__main__":
+    main()
