@@ -7,8 +7,10 @@
 fast_neural_style): fp32, NCHW, and the whole loss network run on both the output and
 the photos. ``trainer`` is ``train.loop.compute_loss`` with the settings ``python -m
 train`` picks for the device (bf16 autocast + channels_last on CUDA, fp32 on CPU);
-``channels_last`` and ``bf16`` force those on. Every variant runs the same network, loss
-network architecture, losses and optimiser, in one process on one device. Weights of
+``channels_last`` and ``bf16`` force those on; ``compile`` adds ``torch.compile``
+(``--compile yes``; its compile time is in the warm-up step, not in the timings).
+Every variant runs the same network, loss network architecture, losses and optimiser,
+in one process on one device. Weights of
 the loss network do not change its speed, so a random VGG16 is used unless
 ``--vgg-weights`` is given. Timings exclude ``--warmup`` steps.
 """
@@ -65,11 +67,15 @@ def time_variant(
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     config = TrainConfig(precision="auto", channels_last="auto")
     bf16 = {"baseline": False, "trainer": use_bf16(config, device), "bf16": True}.get(name, False)
-    cl = name == "channels_last" or (name == "trainer" and use_channels_last(config, device))
+    cl = name in ("channels_last", "compile") or (
+        name == "trainer" and use_channels_last(config, device)
+    )
     net = loss_fn.net
     net.to(memory_format=torch.channels_last if cl else torch.contiguous_format)
     if cl:
         model = model.to(memory_format=torch.channels_last)
+    if name == "compile":  # what --compile yes does: torch.compile the transformer
+        model = torch.compile(model)
     step: Callable = (
         (lambda x: baseline_step(model, loss_fn, x))
         if name == "baseline"

@@ -328,7 +328,9 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
     metrics = val_log = None
     if env.main:
         metrics = CsvLog(run_dir / METRICS_NAME, METRIC_FIELDS, start if resume else None)
-        val_log = CsvLog(run_dir / VAL_METRICS_NAME, VAL_FIELDS, start if resume else None)
+        # A resume from step 0 (killed before its first checkpoint) previews step 0 again.
+        val_keep = start if resume and start > 0 else None
+        val_log = CsvLog(run_dir / VAL_METRICS_NAME, VAL_FIELDS, val_keep)
         (run_dir / "previews").mkdir(exist_ok=True)
         _tqdm_write(
             f"training '{config.style_id}' on {describe(device, env.world)}: steps {start}"
