@@ -1,0 +1,109 @@
+"""The loss network: names, cutting, weights resolution and its errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from nst.errors import NSTError
+from nst.vgg import layer_names, load_loss_network
+
+
+def test_layer_names_follow_torchvision_indices() -> None:
+    vgg16, vgg19 = layer_names("vgg16"), layer_names("vgg19")
+    assert vgg16[:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
+    assert vgg16.index("conv5_3") == 28 and len(vgg16) == 31
+    assert vgg19.index("conv5_4") == 34 and "relu5_4" not in vgg16
+
+
+def test_network_is_cut_after_deepest_layer_and_frozen() -> None:
+    net = load_loss_network(["relu2_2", "conv1_2"], weights="random", width_divisor=8)
+    assert net.names[-1] == "relu2_2"
+    assert all(not p.requires_grad for p in net.parameters())
+    x = torch.rand(1, 3, 32, 32, requires_grad=True)
+    out = net(x, ["relu2_2", "conv1_2"])
+    assert out["relu2_2"].shape == (1, 16, 16, 16)
+    assert (out["conv1_2"] < 0).any()  # a conv output is not clobbered by its in-place ReLU
+    out["relu2_2"].sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_unknown_layer_names_are_explained() -> None:
+    with pytest.raises(NSTError, match="relu9_9"):
+        load_loss_network(["relu9_9"], weights="random", width_divisor=8)
+
+
+def _fake_vgg16_file(path: Path, divisor: int = 1) -> Path:
+    torch.manual_seed(0)
+    net = load_loss_network(["relu5_3"], arch="vgg16", weights="random", width_divisor=divisor)
+    state = {
+        f"features.{k.split('.', 1)[1]}": v
+        for k, v in net.state_dict().items()
+        if k.startswith("features.")
+    }
+    state["classifier.0.weight"] = torch.zeros(2, 2)  # like timm files: ignored
+    save_file({k: v.half() for k, v in state.items()}, str(path))
+    return path
+
+
+def test_vgg16_file_is_recognised_from_its_keys(tmp_path: Path) -> None:
+    path = _fake_vgg16_file(tmp_path / "vgg16.safetensors")
+    net = load_loss_network(["relu4_2"], weights=path, arch="vgg19")  # prefers 19, file says 16
+    assert net.spec.arch == "vgg16" and net.names[-1] == "relu4_2"
+    with pytest.raises(NSTError, match="relu5_4"):
+        load_loss_network(["relu5_4"], weights=path)
+
+
+def test_env_variable_supplies_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _fake_vgg16_file(tmp_path / "vgg16.safetensors")
+    monkeypatch.setenv("NST_VGG_WEIGHTS", str(path))
+    assert load_loss_network(["relu1_1"]).spec.arch == "vgg16"
+
+
+def test_no_weights_names_the_three_fixes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(NSTError) as info:
+        load_loss_network(["relu1_1"])
+    message = str(info.value)
+    assert "--vgg-weights" in message and "NST_VGG_WEIGHTS" in message and "Hub" in message
+
+
+def test_bad_weights_files_are_refused_clearly(tmp_path: Path) -> None:
+    garbage = tmp_path / "vgg.safetensors"
+    garbage.write_bytes(b"not a safetensors file at all")
+    with pytest.raises(NSTError, match="could not be read"):
+        load_loss_network(["relu1_1"], weights=garbage)
+    wrong = tmp_path / "wrong.safetensors"
+    save_file({"features.3.weight": torch.zeros(1)}, str(wrong))
+    with pytest.raises(NSTError, match="VGG16 or VGG19"):
+        load_loss_network(["relu1_1"], weights=wrong)
+    with pytest.raises(NSTError, match="does not exist"):
+        load_loss_network(["relu1_1"], weights=tmp_path / "missing.safetensors")
+
+
+def test_pth_is_read_with_weights_only(tmp_path: Path) -> None:
+    import pickle
+
+    class Evil:
+        def __reduce__(self):  # would run code if unpickled without weights_only
+            return (print, ("pwned",))
+
+    path = tmp_path / "evil.pth"
+    with open(path, "wb") as f:
+        pickle.dump({"features.0.weight": Evil()}, f)
+    with pytest.raises(NSTError, match="could not be read"):
+        load_loss_network(["relu1_1"], weights=path)
+
+
+@pytest.mark.real_vgg
+def test_real_vgg16_loads_and_sees_structure(real_vgg16: Path) -> None:
+    net = load_loss_network(["relu1_2", "relu4_3"], weights=real_vgg16)
+    assert net.spec.arch == "vgg16"
+    flat = torch.full((1, 3, 64, 64), 0.5)
+    stripes = flat.clone()
+    stripes[..., ::4, :] = 1.0
+    a, b = net(flat, ["relu1_2"])["relu1_2"], net(stripes, ["relu1_2"])["relu1_2"]
+    assert b.mean() > 2 * a.mean()  # edge detectors respond to edges, not to grey
