@@ -125,8 +125,9 @@ def test_refused_token_is_reported_without_showing_it(
 
 
 def test_upload_failure_leaves_the_catalogue_alone(
-    fake_hub: FakeHub, export_dir: Path, tmp_path: Path
+    fake_hub: FakeHub, export_dir: Path, tmp_path: Path, monkeypatch
 ):
+    fakehub.fast_retries(monkeypatch)  # the client retries a 500 with back-off: no sleeps
     catalogue = tmp_path / "catalogue.json"
     fake_hub.fail("status", "*/commit/*", status=500, methods=("POST",))
     with pytest.raises(NSTError, match="Uploading to 'tester/stripes-style' failed"):
