@@ -117,7 +117,7 @@ Transfer and Super-Resolution", with instance normalisation and upsample-convolu
 ## Use it with this project
 
 ```bash
-python -m nst stylize photo.jpg --model {name} --out stylised.jpg
+python -m nst stylize photo.jpg --model {name} --output stylised.jpg
 ```
 
 ```python
