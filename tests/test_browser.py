@@ -59,7 +59,9 @@ def page_url(tmp_path_factory: pytest.TempPathFactory):
     vgg = REAL_VGG16 if REAL_VGG16.is_file() else None
     if vgg is None:
         pytest.skip("real VGG16 weights absent (../shared): the Gatys column needs them")
-    config = tiny_config(build_catalogue(tmp / "zoo", painting), vgg, gatys_iterations=8)
+    config = tiny_config(
+        build_catalogue(tmp / "zoo", painting), vgg, gatys_size=128, gatys_iterations=8
+    )
     demo = create_app(config)
     _, url, _ = launch(
         demo,
