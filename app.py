@@ -20,7 +20,6 @@ import spaces
 
 import base64
 import binascii
-import os
 import threading
 import time
 import uuid
@@ -40,6 +39,7 @@ from nst.errors import NSTError
 from nst.gatys import GatysConfig, gatys_steps
 from nst.images import load_image, to_pil, to_tensor
 from nst.stylize import stylize
+from zoo.catalogue import catalogue_path
 
 ROOT = Path(__file__).resolve().parent
 OPTIMIZERS = ("lbfgs", "adam")
@@ -63,7 +63,7 @@ class AppConfig:
     max_size: int = 2048  # the largest long side a person may ask for
     max_gatys_size: int = 768
     max_iterations: int = 1000
-    johnson_concurrency: int = 2  # Johnson runs at once (each uses every CPU core)
+    johnson_concurrency: int = 2  # Johnson runs at once: one decodes/encodes, one computes
     gatys_concurrency: int = 1  # Gatys runs at once: one on a CPU, it owns the machine
     queue_size: int = 64  # requests waiting at most; more get "queue full" at once
     max_file_size: str = "20mb"  # uploads larger than this are refused by the server
@@ -109,9 +109,8 @@ def default_config(catalogue: Path | None = None) -> AppConfig:
     if styles and photos:
         wanted = ("tubingen", "golden_gate", "cat_chelsea", "kodim04_portrait_red_hat")
         chosen = [p for p in photos if p.stem in wanted] or photos[:4]
-        rows = tuple(
-            (str(p), styles[i % len(styles)].id) for i, p in enumerate(chosen[: len(styles) + 3])
-        )
+        # Each photo with a different style, so the examples show the zoo's range.
+        rows = tuple((str(p), styles[i % len(styles)].id) for i, p in enumerate(chosen))
         config = replace(config, examples=rows)
     return config
 
@@ -126,7 +125,7 @@ def _safe_list_styles(catalogue: Path | None) -> tuple[list[Any], str | None]:
     except NSTError as exc:
         return [], f"The style catalogue could not be read: {exc}"
     if not styles:
-        where = catalogue or "zoo/catalogue.json"
+        where = catalogue_path(catalogue)
         return [], (
             f"No trained styles are installed ({where} lists none), so the Johnson column "
             "has nothing to run. Upload a style image below: Gatys works with any painting. "
@@ -252,14 +251,17 @@ class StyleTransferDemo:
         path = RESULTS.write(result, f"johnson_{entry.id}.png")
         return path, f"**Johnson — {_seconds(took)}** · {entry.title}"
 
-    def gatys_config(self, size: float, iterations: int, optimizer: str, init: str, pc: bool):
+    def gatys_config(
+        self, size: int, iterations: int, optimizer: str, init: str, preserve_colors: bool
+    ) -> GatysConfig:
+        """The library's settings from the page's; ``gatys_overrides`` may add any field."""
         return GatysConfig(
             **{
                 "size": int(size),
                 "iterations": int(iterations),
                 "optimizer": optimizer,
                 "init": init,
-                "preserve_colors": bool(pc),
+                "preserve_colors": preserve_colors,
                 "report_every": self.config.gatys_report_every,
                 "vgg_weights": self.config.vgg_weights,
                 **self.config.gatys_overrides,
@@ -290,11 +292,11 @@ class StyleTransferDemo:
             painting, title = _load(style_image, "style image"), UPLOADED_STYLE
         else:
             entry = self._style_entry(style)
-            painting, title = load_image(entry.preview_path), entry.title
-        config = self.gatys_config(long_side, steps, optimizer, init, bool(preserve_colors))
+            painting, title = _load(str(entry.preview_path), "style's painting"), entry.title
         progress(0, desc="Gatys: loading VGG")
         yield None, f"Gatys — starting ({steps} iterations, {long_side} px) · {title}"
         try:
+            config = self.gatys_config(long_side, steps, optimizer, init, bool(preserve_colors))
             shown = 0.0
             for step in _gatys_on_device(content, painting, config, self.config.device):
                 # Gradio can stop a run only between two yields: report often, show a
@@ -568,9 +570,8 @@ def launch(app: gr.Blocks, **kwargs: Any) -> Any:
     return app.launch(**options)
 
 
-demo = create_app(
-    catalogue=Path(os.environ["NST_CATALOGUE"]) if os.environ.get("NST_CATALOGUE") else None
-)
+# The zoo's catalogue; NST_ZOO_CATALOGUE points it at another one.
+demo = create_app()
 
 if __name__ == "__main__":
     launch(demo)

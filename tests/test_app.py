@@ -365,3 +365,14 @@ def test_queue_is_bounded_and_gatys_runs_alone(files) -> None:
 def test_module_builds_a_default_demo() -> None:
     assert app_module.demo is not None
     assert app_module.default_config().device in ("cpu", "cuda")
+
+
+def test_examples_are_copied_for_offline_use(files) -> None:
+    photo = str(files["photo"])
+    demo = create_app(tiny_config(files["catalogue"], None, examples=((photo, STYLE_ID),)))
+    datasets = [b for b in demo.blocks.values() if type(b).__name__ == "Dataset"]
+    assert len(datasets) == 1
+    (sample,) = datasets[0].samples
+    cached = Path(sample[0]["path"])
+    assert cached.is_file() and cached.read_bytes() == Path(photo).read_bytes()
+    assert sample[1] == STYLE_ID
