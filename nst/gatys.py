@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -47,7 +48,7 @@ class GatysConfig:
     content_layers: Sequence[str] = CONTENT_LAYERS
     style_layers: Sequence[str] = STYLE_LAYERS
     content_weight: float = 1.0
-    style_weight: float = 1.0e3  # the losses are normalised: see nst/losses.py
+    style_weight: float = 10.0  # normalised losses (nst/losses.py); 20 loses the photo
     tv_weight: float = 0.0
     style_layer_weights: dict[str, float] | None = None  # default: equal
     style_scale: float = 1.0  # style image long side = size * style_scale
@@ -142,8 +143,13 @@ def _make_optimizer(config: GatysConfig, image: torch.Tensor, chunk: int) -> tor
     # No line search, as in the paper's reference code: one evaluation per iteration,
     # so "iterations" is also the number of forward/backward passes.
     return torch.optim.LBFGS(
-        [image], lr=1.0, max_iter=chunk, max_eval=chunk, history_size=100,
-        tolerance_grad=-1.0, tolerance_change=-1.0,
+        [image],
+        lr=1.0,
+        max_iter=chunk,
+        max_eval=chunk,
+        history_size=100,
+        tolerance_grad=-1.0,
+        tolerance_change=-1.0,
     )
 
 
@@ -152,7 +158,7 @@ def _pick_device(device: torch.device | str | None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise NSTError("device 'cuda' was asked for but no CUDA GPU is available; use --device cpu.")
+        raise NSTError("device 'cuda' was asked for but no CUDA GPU is available; use cpu.")
     return device
 
 
@@ -192,7 +198,9 @@ def gatys_steps(
     # oneDNN and cuDNN; the optimised image itself stays contiguous for L-BFGS.
     net = net.to(device=device, memory_format=torch.channels_last)
     weights = LossWeights(
-        content=config.content_weight, style=config.style_weight, tv=config.tv_weight,
+        content=config.content_weight,
+        style=config.style_weight,
+        tv=config.tv_weight,
         style_layers=config.style_layer_weights,
     )
 
@@ -208,9 +216,7 @@ def gatys_steps(
         style_long = max(MIN_STAGE_SIDE, round(long_side * config.style_scale))
         style_ts = [_to_device(resize_long_side(s, style_long), device) for s in style_images]
         grams = blended_gram_targets(net, style_ts, list(config.style_layers), config.style_blend)
-        perceptual = PerceptualLoss(
-            net, config.content_layers, config.style_layers, grams, weights
-        )
+        perceptual = PerceptualLoss(net, config.content_layers, config.style_layers, grams, weights)
         targets = perceptual.content_targets(content_t)
         if image is None:
             image = _initial_image(config, content_t, generator)
@@ -231,9 +237,12 @@ def gatys_steps(
             is_last = (stage == len(sizes) - 1 and stage_done >= budget) or stopped
             if not is_last:
                 yield GatysProgress(
-                    iteration=done_iterations, iterations=config.iterations,
-                    image=_output(image, content_t, config), losses=parts,
-                    seconds=time.perf_counter() - start, stage=stage,
+                    iteration=done_iterations,
+                    iterations=config.iterations,
+                    image=_output(image, content_t, config),
+                    losses=parts,
+                    seconds=time.perf_counter() - start,
+                    stage=stage,
                     size=(content_t.shape[-1], content_t.shape[-2]),
                 )
         if stopped:
@@ -245,10 +254,14 @@ def gatys_steps(
             image.detach(), size=final_content.shape[-2:], mode="bicubic", align_corners=False
         )
     yield GatysProgress(
-        iteration=done_iterations, iterations=config.iterations,
-        image=_output(image, final_content, config), losses=parts,
-        seconds=time.perf_counter() - start, stage=len(sizes) - 1,
-        size=content_full.size, done=True,
+        iteration=done_iterations,
+        iterations=config.iterations,
+        image=_output(image, final_content, config),
+        losses=parts,
+        seconds=time.perf_counter() - start,
+        stage=len(sizes) - 1,
+        size=content_full.size,
+        done=True,
     )
 
 
@@ -306,8 +319,6 @@ def gatys(
     device: torch.device | str | None = None,
 ) -> Image.Image:
     """Run to the end and return the stylised image."""
-    final: GatysProgress | None = None
-    for final in gatys_steps(content, styles, config, device):
-        pass
-    assert final is not None
+    # Keep only the last report: earlier ones hold intermediate images.
+    (final,) = deque(gatys_steps(content, styles, config, device), maxlen=1)
     return final.image
