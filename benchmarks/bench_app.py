@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -29,25 +28,16 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from nst.hardware import summary  # noqa: E402
+
 STYLE_ID = "bench_style"
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     import gradio
 
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), gradio {gradio.__version__}, device {device}"
-    )
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return f"{summary(device)}, gradio {gradio.__version__}"
 
 
 def one_megapixel_photo(folder: Path) -> Path:

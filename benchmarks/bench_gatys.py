@@ -16,40 +16,30 @@ from __future__ import annotations
 
 import argparse
 import csv
-import os
-import platform
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-import torchvision
-from safetensors.torch import load_file
-
-from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps
-from nst.images import load_image, to_tensor
-from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
-from nst.vgg import layer_names, load_loss_network
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import torch  # noqa: E402
+import torchvision  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
+from nst.hardware import summary  # noqa: E402
+from nst.images import load_image, to_tensor  # noqa: E402
+from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
+from nst.vgg import layer_names, load_loss_network  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
 LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} "
-        f"({torch.get_num_threads()} threads), {gpu}"
-    )
+    return summary("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class Straightforward(torch.nn.Module):

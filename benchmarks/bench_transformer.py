@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import subprocess
 import sys
@@ -28,6 +26,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from nst.hardware import summary  # noqa: E402
 from nst.stylize import _prepare, _run_net, stylize  # noqa: E402
 from nst.transformer import TransformerNet  # noqa: E402
 
@@ -35,19 +34,7 @@ PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads, "
-        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
-    )
+    return summary("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def best_time(fn, repeats: int) -> float:

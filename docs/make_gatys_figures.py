@@ -9,17 +9,20 @@ seed's observation: the same iteration budget from the photo and from white nois
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import torch
-from PIL import Image, ImageDraw
-
-from nst.gatys import GatysConfig, gatys_steps
-from nst.images import load_image
-
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from nst.gatys import GatysConfig, gatys_steps  # noqa: E402
+from nst.images import load_image  # noqa: E402
+
 SHARED = ROOT.parent / "shared"
 
 

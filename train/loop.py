@@ -24,6 +24,7 @@ import torch
 import torch.distributed as dist
 
 from nst.errors import NSTError
+from nst.hardware import describe
 from nst.images import load_image, save_image, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
 from nst.transformer import TransformerConfig, TransformerNet
@@ -31,7 +32,6 @@ from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
 from train import data
 from train.config import TrainConfig
-from train.hardware import describe
 
 METRICS_NAME = "metrics.csv"
 VAL_METRICS_NAME = "val_metrics.csv"

@@ -40,3 +40,13 @@ def environment(device: torch.device | str) -> dict[str, str]:
         "device": describe(device),
         "python": platform.python_version(),
     }
+
+
+def summary(device: torch.device | str = "cpu") -> str:
+    """One line for a benchmark's output: CPU, cores, threads, torch, device."""
+    env = environment(device)
+    capability = torch.backends.cpu.get_cpu_capability()
+    return (
+        f"{env['cpu']}, {env['cores']} cores ({capability}), torch {env['torch']} "
+        f"with {env['torch_threads']} threads, python {env['python']}; device {env['device']}"
+    )

@@ -1,0 +1,64 @@
+"""Ship trained default styles inside the repo: runs/<id>/export -> zoo/models/<id>/.
+
+    .venv/bin/python scripts/bundle_default_styles.py [--runs runs] [ID ...]
+
+Copies each export (fp16 model.safetensors, config.json, model card README.md, style.jpg,
+samples/) into the zoo and registers it in zoo/catalogue.json as a bundled entry with its
+sha256 and a preview of the painting, so the app works with no network.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import zoo  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+
+
+def bundle(run: Path) -> str:
+    export = run / "export"
+    config = json.loads((export / "config.json").read_text())
+    style = config.get("style", {})
+    style_id = style.get("id") or run.name
+    target = ROOT / "zoo" / "models" / style_id
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(export, target)
+    run_config = json.loads((run / "run.json").read_text())
+    zoo.add_style(
+        {
+            "id": style_id,
+            "title": style.get("title", style_id),
+            "painting": style.get("painting", ""),
+            "artist": style.get("artist", ""),
+            "year": str(style.get("year", "")),
+            "license": run_config.get("license") or "public domain",
+            "weights": {"bundled": f"models/{style_id}"},
+            "training": config.get("training", {}),
+        },
+        source_image=run_config["style"],
+    )
+    return style_id
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("ids", nargs="*", help="run names (default: every run with an export)")
+    parser.add_argument("--runs", default=str(ROOT / "runs"))
+    args = parser.parse_args()
+    runs = Path(args.runs)
+    names = args.ids or sorted(p.parent.name for p in runs.glob("*/export/model.safetensors"))
+    for name in names:
+        print("bundled", bundle(runs / name))
+
+
+if __name__ == "__main__":
+    main()
