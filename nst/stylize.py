@@ -1,14 +1,23 @@
 """Stylise a photo with a trained Johnson transformer net: any size, CPU or CUDA.
 
-Large images are cut into overlapping tiles. Instance norm normalises by statistics of
-the whole input, so tiles normalised by their own statistics disagree in tone and leave
-seams. Instead one pass over a downscaled copy of the whole image records every norm
-layer's statistics, and every tile is then normalised with those. With the statistics
-fixed the network is a plain convolution stack, whose output at a pixel depends only on
-the input within its receptive field (54 px here); each tile therefore carries a 64 px
-margin of real context on every inner side, and neighbouring tiles are cross-faded in the
-middle of their overlap, where both are exact. Tiled and untiled outputs then differ only
-by how well the downscaled statistics match the full-size ones.
+Large images are cut into tiles, and the tiled output equals the untiled one (to float
+rounding): instance norm normalises by statistics of the whole input, so each norm
+layer's statistics are taken exactly, over the whole image, one layer at a time:
+
+1. Encoder (full resolution down to 1/4): for each of its norm layers in turn, windows
+   of the padded photo run the encoder up to that layer, with the earlier layers' exact
+   statistics fixed, and the per-channel mean and (biased) variance are accumulated in
+   float64 over the windows' cores. A window carries ``ENCODER_HALO`` px of context on
+   each inner side, enough that its core is exact; windows start on multiples of 4, the
+   grid of the two stride-2 convolutions. The last pass keeps its cores: the encoder's
+   output, at 1/4 resolution, is kept whole.
+2. Residual blocks, at 1/4 resolution on whole maps: every convolution runs over
+   windows (1 px of context) into a whole buffer whose statistics are accumulated on the
+   way, then is normalised in place. Three 4w-channel maps at 1/4 scale are the memory
+   that grows with the image (~0.8 GB at 3840x2160 in fp32, width 32).
+3. Decoder: as the encoder, for its two norm layers, from windows of the 1/4-scale map
+   (``DECODER_HALO`` px of context there); a last pass writes each window's core of the
+   output. Cores partition the image, so nothing is blended.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from fractions import Fraction
 
 import torch
 import torch.nn.functional as F
@@ -30,21 +40,29 @@ from nst.transformer import (
     NormControl,
     NormStats,
     TransformerNet,
+    count_norms,
     fast_forward,
     load_transformer,
+    normalize_,
+    residual_layers,
+    run_stage,
 )
 
 Progress = Callable[[int, int], None]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-#: Context each tile carries on an inner side: over the net's receptive-field radius
-#: (54 px: 9x9 conv 4 + strided convs 3 + ten 3x3 convs at 1/4 scale 40 + decoder 7).
-TILE_MARGIN = 64
-#: Width of the cross-fade between neighbouring tiles, centred in their overlap.
-FADE = 16
-#: Smallest tile side accepted: the overlap must leave some core.
-MIN_TILE = 4 * TILE_MARGIN
+#: Context (full-resolution px, a multiple of 4) an encoder window carries on an inner
+#: side. Its output is wrong only within reach of that side's reflection padding: 4 px
+#: after the 9x9 conv, ~3 px at 1/2 scale after the first stride-2 conv, ~2-3 px at 1/4
+#: scale after the second, i.e. at most 12 full-resolution px.
+ENCODER_HALO = 16
+#: Context (1/4-scale px) a decoder window carries on an inner side: its two upsampling
+#: stages and 9x9 conv reach 1 px at 1/2 scale, then 1 + 4 px at full scale, under 2 px
+#: at 1/4 scale.
+DECODER_HALO = 4
+#: Smallest window side accepted: the halos must leave some core.
+MIN_TILE = 64
 #: Activation memory one pass may use on CPU before "auto" tiles (NST_TILE_BUDGET_MB).
 CPU_BUDGET_BYTES = int(os.environ.get("NST_TILE_BUDGET_MB", 1024)) * 2**20
 
@@ -56,7 +74,9 @@ class Plan:
     device: torch.device
     precision: str  # "fp32" | "bf16" | "fp16"
     tile: int | None  # window side in px, or None for one pass
-    stats_side: int | None  # long side of the statistics pass when tiling
+    # Long side of the old downscaled statistics pass; statistics are now exact, so
+    # always None. Kept so that code reading the field still works.
+    stats_side: int | None = None
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -180,10 +200,7 @@ def plan(
         )
     if height <= side and width <= side:
         return Plan(dev, prec, None, None)
-    # The statistics pass sees the whole image at once, so it gets at most one tile's
-    # worth of pixels.
-    stats_side = int(max(height, width) * min(1.0, math.sqrt(side * side / (height * width))))
-    return Plan(dev, prec, side, max(stats_side, MIN_TILE))
+    return Plan(dev, prec, side, None)
 
 
 # ----------------------------------------------------------------------------- running
@@ -205,83 +222,242 @@ def _run_net(
     return fast_forward(net, x, control).to("cpu", torch.float32).contiguous()
 
 
-def _record_stats(net: TransformerNet, content: torch.Tensor, long_side: int) -> NormStats:
-    """Statistics of every norm layer on a copy of the image downscaled to ``long_side``."""
-    h, w = content.shape[-2:]
-    scale = long_side / max(h, w)
-    small = F.interpolate(
-        content,
-        size=(max(16, round(h * scale)), max(16, round(w * scale))),
-        mode="bilinear",
-        antialias=True,
-        align_corners=False,
-    ).clamp(0, 1)
+def _to_net(net: TransformerNet, x: torch.Tensor) -> torch.Tensor:
+    """A window, moved to the net's device and dtype, channels-last."""
+    param = next(net.parameters())
+    return x.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
+
+
+class _Ticker:
+    """``progress(done, total)`` over all window passes of a tiled run."""
+
+    def __init__(self, total: int, progress: Progress | None):
+        self.done, self.total, self.progress = 0, total, progress
+        if progress:
+            progress(0, total)
+
+    def tick(self) -> None:
+        self.done += 1
+        if self.progress:
+            self.progress(self.done, self.total)
+
+
+class _ChannelStats:
+    """Per-channel count, mean and sum of squared deviations over pieces of one map,
+    merged in float64 (Chan et al.'s parallel update): the biased variance over the
+    whole map without the cancellation of a raw sum-of-squares."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.mean: torch.Tensor | None = None
+        self.m2: torch.Tensor | None = None
+
+    def add(self, piece: torch.Tensor) -> None:
+        count = piece.shape[0] * piece.shape[2] * piece.shape[3]
+        var, mean = torch.var_mean(piece.float(), dim=(0, 2, 3), correction=0)
+        mean, m2 = mean.double(), var.double() * count
+        if self.mean is None or self.m2 is None:
+            self.n, self.mean, self.m2 = count, mean, m2
+            return
+        total = self.n + count
+        delta = mean - self.mean
+        self.mean = self.mean + delta * (count / total)
+        self.m2 = self.m2 + m2 + delta.square() * (self.n * count / total)
+        self.n = total
+
+    def result(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, biased variance), float64, as InstanceNorm2d's over the whole map."""
+        assert self.mean is not None and self.m2 is not None, "no pieces were added"
+        return self.mean, self.m2 / self.n
+
+
+def _cores(length: int, core: int, align: int) -> list[tuple[int, int]]:
+    """[start, end) runs of at most ``core`` px (starts on multiples of ``align``)
+    that partition ``length``; the last may be shorter."""
+    assert core % align == 0 and length % align == 0
+    return [(start, min(start + core, length)) for start in range(0, length, core)]
+
+
+def _window_count(height: int, width: int, core: int, align: int = 1) -> int:
+    return len(_cores(height, core, align)) * len(_cores(width, core, align))
+
+
+Sink = Callable[[torch.Tensor, slice, slice], None]
+
+
+def _windowed(
+    x: torch.Tensor,
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    sink: Sink,
+    *,
+    core: int,
+    halo: int,
+    align: int,
+    ticker: _Ticker,
+) -> None:
+    """Run ``fn`` over windows of the whole map ``x`` and hand each window's core of the
+    output to ``sink(core_output, rows, cols)`` (rows/cols in output coordinates).
+
+    Cores of ``core`` px partition ``x``; each window adds up to ``halo`` px of context
+    per side (less at the map's own border, where the window's reflection padding is
+    the map's). ``fn`` may change the resolution by a fixed factor (the strided encoder,
+    the upsampling decoder): read off its first output and checked on every window.
+    """
+    height, width = x.shape[-2:]
+    scale: Fraction | None = None
+    for top, bottom in _cores(height, core, align):
+        t0, b0 = max(0, top - halo), min(height, bottom + halo)
+        for left, right in _cores(width, core, align):
+            l0, r0 = max(0, left - halo), min(width, right + halo)
+            y = fn(x[..., t0:b0, l0:r0])
+            found = Fraction(y.shape[-2], b0 - t0)
+            scale = scale or found
+            if found != scale or Fraction(y.shape[-1], r0 - l0) != scale:
+                raise RuntimeError(f"window output {tuple(y.shape)} is not a fixed rescale")
+            rows = slice(int((top - t0) * scale), int((bottom - t0) * scale))
+            cols = slice(int((left - l0) * scale), int((right - l0) * scale))
+            sink(
+                y[..., rows, cols],
+                slice(int(top * scale), int(bottom * scale)),
+                slice(int(left * scale), int(right * scale)),
+            )
+            ticker.tick()
+
+
+def _stage_statistics(
+    stage: torch.nn.Module,
+    x: torch.Tensor,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    *,
+    core: int,
+    halo: int,
+    align: int,
+    ticker: _Ticker,
+    keep_last: torch.Tensor | None = None,
+) -> NormStats:
+    """Exact statistics of every norm layer of ``stage`` (encoder or decoder) over the
+    whole map ``x``, one layer at a time: windows run the stage up to layer k with the
+    exact statistics of layers < k fixed, and layer k's input is accumulated over the
+    cores. ``keep_last``: a whole buffer that receives the last layer's input."""
     stats: NormStats = []
-    _run_net(net, small, NormControl(record=stats))
+    layers = count_norms(stage)
+    for k in range(layers):
+        acc = _ChannelStats()
+        keep = keep_last if k == layers - 1 else None
+
+        def fn(window: torch.Tensor, k: int = k) -> torch.Tensor:
+            return run_stage(stage, prepare(window), NormControl(fixed=stats, stop_at=k))
+
+        def sink(y: torch.Tensor, rows: slice, cols: slice, keep=keep, acc=acc) -> None:
+            acc.add(y)
+            if keep is not None:
+                keep[..., rows, cols] = y
+
+        _windowed(x, fn, sink, core=core, halo=halo, align=align, ticker=ticker)
+        stats.append(acc.result())
     return stats
 
 
-def _windows(length: int, side: int) -> list[int]:
-    """Start offsets (multiples of 4) of windows of ``side`` covering ``length``.
-
-    Neighbours overlap by at least 2 * TILE_MARGIN; the last window ends at ``length``.
-    Both ``length`` and ``side`` are multiples of 4, so every window sits on the grid of
-    the net's two stride-2 stages and computes exactly the pixels the whole image would.
-    """
-    if length <= side:
-        return [0]
-    step = side - 2 * TILE_MARGIN
-    starts = list(range(0, length - side, step))
-    return starts + [length - side]
+def _norm_layers(module: torch.nn.Module) -> list[torch.nn.InstanceNorm2d]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
 
 
-def _fade(length: int, start: int, total: int) -> torch.Tensor:
-    """1-D weights of one window: 1 inside, a linear cross-fade centred TILE_MARGIN px from
-    an inner edge (never within the margin's first TILE_MARGIN - FADE/2 px, where the
-    window's own padding reaches), and 1 up to the image's own border."""
-    d = torch.arange(length, dtype=torch.float32) + 0.5
-    ramp_lo, ramp_hi = TILE_MARGIN - FADE / 2, TILE_MARGIN + FADE / 2
-    weight = torch.ones(length)
-    if start > 0:
-        weight = weight * ((d - ramp_lo) / (ramp_hi - ramp_lo)).clamp(0, 1)
-    if start + length < total:
-        weight = weight * ((length - d - ramp_lo) / (ramp_hi - ramp_lo)).clamp(0, 1)
-    return weight
+def _empty_map(net: TransformerNet, channels: int, height: int, width: int) -> torch.Tensor:
+    param = next(net.parameters())
+    return torch.empty(
+        (1, channels, height, width),
+        device=param.device,
+        dtype=param.dtype,
+        memory_format=torch.channels_last,
+    )
+
+
+def _conv_whole(
+    conv: torch.nn.Module, src: torch.Tensor, dst: torch.Tensor, core: int, ticker: _Ticker
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dst = conv(src)`` (a padded same-size conv) over windows; the output's exact
+    statistics come back."""
+    acc = _ChannelStats()
+
+    def sink(y: torch.Tensor, rows: slice, cols: slice) -> None:
+        acc.add(y)
+        dst[..., rows, cols] = y
+
+    halo = max(m.kernel_size[0] // 2 for m in conv.modules() if isinstance(m, torch.nn.Conv2d))
+    _windowed(src, conv, sink, core=core, halo=halo, align=1, ticker=ticker)
+    return acc.result()
+
+
+def _residuals_whole(
+    net: TransformerNet, feat: torch.Tensor, core: int, ticker: _Ticker
+) -> torch.Tensor:
+    """The residual blocks on the whole 1/4-scale map ``feat`` (updated in place), each
+    convolution windowed, each norm with the exact statistics of its whole input."""
+    a, b = torch.empty_like(feat), torch.empty_like(feat)
+    for block in net.residuals:
+        conv_a, norm_a, conv_b, norm_b = residual_layers(block)
+        normalize_(a, norm_a, *_conv_whole(conv_a, feat, a, core, ticker), relu=True)
+        normalize_(b, norm_b, *_conv_whole(conv_b, a, b, core, ticker), relu=False)
+        feat.add_(b)
+    return feat
 
 
 def _tiled(
-    net: TransformerNet,
-    content: torch.Tensor,
-    side: int,
-    stats: NormStats,
-    progress: Progress | None,
+    net: TransformerNet, content: torch.Tensor, side: int, progress: Progress | None
 ) -> torch.Tensor:
-    """The net's output over windows of ``side`` px, all normalised with ``stats``."""
+    """The net's output for ``content`` from windows of at most ``side`` px (a multiple
+    of 4, at least MIN_TILE), equal to the untiled output (see the module docstring)."""
     h, w = content.shape[-2:]
     pad_h, pad_w = (-h) % 4, (-w) % 4
-    # Pad once for the whole image, as the net itself would, so tiles stay on its grid.
+    # Pad once for the whole image, as the net itself would, so windows stay on its grid.
     padded = F.pad(content, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else content
     hp, wp = padded.shape[-2:]
-    side_h, side_w = min(side, hp), min(side, wp)
-    rows, cols = _windows(hp, side_h), _windows(wp, side_w)
-    out = torch.zeros(1, 3, hp, wp)
-    weight_sum = torch.zeros(1, 1, hp, wp)
-    total, done = len(rows) * len(cols), 0
-    if progress:
-        progress(0, total)
-    for top in rows:
-        wy = _fade(side_h, top, hp).view(1, 1, -1, 1)
-        for left in cols:
-            wx = _fade(side_w, left, wp).view(1, 1, 1, -1)
-            window = padded[..., top : top + side_h, left : left + side_w]
-            y = _run_net(net, window, NormControl(fixed=stats))
-            weight = wy * wx
-            out[..., top : top + side_h, left : left + side_w].addcmul_(y, weight)
-            weight_sum[..., top : top + side_h, left : left + side_w].add_(weight)
-            done += 1
-            if progress:
-                progress(done, total)
-    return out.div_(weight_sum)[..., :h, :w]
+    hq, wq = hp // 4, wp // 4
+    enc_core = side - 2 * ENCODER_HALO  # full-resolution px, a multiple of 4
+    dec_core = side // 4 - 2 * DECODER_HALO  # 1/4-scale px
+    # 1/4-scale px: a residual conv's window of side^2 px at 4w channels needs about as
+    # much memory as a full-resolution window of the same side at w..2w channels.
+    res_core = side
+    enc_n, dec_n = count_norms(net.encoder), count_norms(net.decoder)
+    ticker = _Ticker(
+        enc_n * _window_count(hp, wp, enc_core, 4)
+        + 2 * len(net.residuals) * _window_count(hq, wq, res_core)
+        + (dec_n + 1) * _window_count(hq, wq, dec_core),
+        progress,
+    )
+    feat = _empty_map(net, 4 * net.config.width, hq, wq)  # the encoder's output
+    enc_stats = _stage_statistics(
+        net.encoder,
+        padded,
+        lambda window: _to_net(net, window),
+        core=enc_core,
+        halo=ENCODER_HALO,
+        align=4,
+        ticker=ticker,
+        keep_last=feat,
+    )
+    # The kept cores are the last norm's input: normalise (+ ReLU, as every encoder norm).
+    normalize_(feat, _norm_layers(net.encoder)[-1], *enc_stats[-1], relu=True)
+    feat = _residuals_whole(net, feat, res_core, ticker)
+    dec_stats = _stage_statistics(
+        net.decoder,
+        feat,
+        lambda window: window,
+        core=dec_core,
+        halo=DECODER_HALO,
+        align=1,
+        ticker=ticker,
+    )
+    out = torch.empty(1, 3, hp, wp)
+
+    def decode(window: torch.Tensor) -> torch.Tensor:
+        return run_stage(net.decoder, window, NormControl(fixed=dec_stats))
+
+    def write(y: torch.Tensor, rows: slice, cols: slice) -> None:
+        out[..., rows, cols] = y.to("cpu", torch.float32).clamp_(0, 1)
+
+    _windowed(feat, decode, write, core=dec_core, halo=DECODER_HALO, align=1, ticker=ticker)
+    return out[..., :h, :w]
 
 
 def stylize_tensor(
@@ -305,8 +481,7 @@ def stylize_tensor(
             if progress:
                 progress(1, 1)
             return y
-        stats = _record_stats(net, content, p.stats_side)
-        return _tiled(net, content, p.tile, stats, progress)
+        return _tiled(net, content, p.tile, progress)
 
 
 def stylize(

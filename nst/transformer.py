@@ -207,7 +207,8 @@ def load_transformer(path: str | os.PathLike, device: torch.device | str = "cpu"
 # ---------------------------------------------------------------------------------------
 # Inference path. ``TransformerNet.forward`` is the reference (and what training uses);
 # ``fast_forward`` computes the same function for inference, faster on CPU, and lets a
-# caller record or fix the instance-norm statistics, which is what seamless tiling needs.
+# caller record or fix the instance-norm statistics, or stop in front of a norm layer:
+# what exact tiled inference (nst.stylize) is built from.
 # ---------------------------------------------------------------------------------------
 
 #: Per instance-norm layer, in execution order: (mean, var), each of shape (C,).
@@ -216,19 +217,30 @@ NormStats = list[tuple[torch.Tensor, torch.Tensor]]
 
 @dataclass
 class NormControl:
-    """How ``fast_forward`` treats instance norm.
+    """How ``fast_forward`` / ``run_stage`` treat instance norm.
 
-    ``fixed`` given: every layer normalises with these statistics instead of the input's
-    own (a tile then computes exactly what the whole image would, given the whole image's
-    statistics). ``record`` given: each layer appends the statistics it used.
+    ``fixed`` given: the first ``len(fixed)`` layers normalise with these statistics
+    instead of the input's own (a window of the image then computes exactly what the
+    whole image would, given the whole image's statistics). ``record`` given: each layer
+    appends the statistics it used. ``stop_at`` given: the pass ends in front of norm
+    layer number ``stop_at`` (0-based, counted like ``fixed``) and returns that layer's
+    input, un-normalised; ``stopped`` then says it did.
     """
 
     fixed: NormStats | None = None
     record: NormStats | None = None
+    stop_at: int | None = None
+    stopped: bool = False
     _index: int = 0
 
+    def should_stop(self) -> bool:
+        """True (and remembered) when the next norm layer is where the pass ends."""
+        if self.stop_at is not None and self._index == self.stop_at:
+            self.stopped = True
+        return self.stopped
+
     def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.fixed is not None:
+        if self.fixed is not None and self._index < len(self.fixed):
             mean, var = self.fixed[self._index]
         else:
             # (1, C, H, W) in either memory format -> per-channel biased mean/var, as
@@ -240,45 +252,76 @@ class NormControl:
         return mean, var
 
 
-def _norm_relu(
-    x: torch.Tensor, norm: nn.InstanceNorm2d, control: NormControl, relu: bool
+def normalize_(
+    x: torch.Tensor,
+    norm: nn.InstanceNorm2d,
+    mean: torch.Tensor,
+    var: torch.Tensor,
+    relu: bool,
 ) -> torch.Tensor:
-    """Instance norm (+ ReLU) as one per-channel scale and shift applied in place."""
-    mean, var = control.statistics(x)
-    scale = torch.rsqrt(var + norm.eps)
+    """Instance norm with the given statistics (+ ReLU) as one per-channel scale and
+    shift, applied to ``x`` in place: no full-size temporaries."""
+    scale = torch.rsqrt(var.to(torch.float32) + norm.eps)
     if norm.weight is not None:
-        scale = scale * norm.weight
-    shift = -mean * scale
+        scale = scale * norm.weight.float()
+    shift = -mean.to(torch.float32) * scale
     if norm.bias is not None:
-        shift = shift + norm.bias
+        shift = shift + norm.bias.float()
     view = (1, -1, 1, 1)
     x = x.mul_(scale.to(x.dtype).view(view)).add_(shift.to(x.dtype).view(view))
     return x.relu_() if relu else x
 
 
 def _run(module: nn.Module, x: torch.Tensor, control: NormControl) -> torch.Tensor:
-    """Apply ``module`` like its own forward, but with the fused, recordable norm."""
+    """Apply ``module`` like its own forward, but with the fused, controllable norm."""
     if isinstance(module, ResidualBlock):
-        return x + _run(module.body, x, control)
+        y = _run(module.body, x, control)
+        return y if control.stopped else x + y
     if isinstance(module, nn.Sequential):
         children = list(module)
         i = 0
         while i < len(children):
             child = children[i]
             if isinstance(child, nn.InstanceNorm2d):
+                if control.should_stop():
+                    return x
                 relu = i + 1 < len(children) and isinstance(children[i + 1], nn.ReLU)
-                x = _norm_relu(x, child, control, relu)
+                x = normalize_(x, child, *control.statistics(x), relu=relu)
                 i += 2 if relu else 1
             else:
                 x = _run(child, x, control)
+                if control.stopped:
+                    return x
                 i += 1
         return x
     if isinstance(module, nn.InstanceNorm2d):
-        return _norm_relu(x, module, control, relu=False)
+        if control.should_stop():
+            return x
+        return normalize_(x, module, *control.statistics(x), relu=False)
     if isinstance(module, nn.ReLU):
         return x.relu_()
     # Conv2d, ReflectionPad2d, Upsample: their own forward is already what we want.
     return module(x)
+
+
+def run_stage(module: nn.Module, x: torch.Tensor, control: NormControl) -> torch.Tensor:
+    """One stage of the net (``encoder``, ``decoder``, a residual block, ...) on ``x``,
+    the way ``fast_forward`` runs it: norm statistics from ``control``, possibly stopping
+    in front of a norm layer (see :class:`NormControl`)."""
+    return _run(module, x, control)
+
+
+def count_norms(module: nn.Module) -> int:
+    """How many instance-norm layers ``module`` runs (what ``stop_at`` counts)."""
+    return sum(isinstance(m, nn.InstanceNorm2d) for m in module.modules())
+
+
+def residual_layers(
+    block: ResidualBlock,
+) -> tuple[ConvLayer, nn.InstanceNorm2d, ConvLayer, nn.InstanceNorm2d]:
+    """(conv, norm, conv, norm) of a residual block; ReLU after the first norm only."""
+    (conv_a, norm_a, _relu), conv_b, norm_b = block.body[0], block.body[1], block.body[2]
+    return conv_a, norm_a, conv_b, norm_b
 
 
 def fast_forward(
@@ -292,6 +335,8 @@ def fast_forward(
     costs more than the convolutions gain from channels-last on CPU.
     """
     control = control or NormControl()
+    if control.stop_at is not None:
+        raise ValueError("fast_forward runs the whole net; use run_stage to stop early.")
     h, w = x.shape[-2:]
     pad_h, pad_w = (-h) % 4, (-w) % 4
     if pad_h or pad_w:

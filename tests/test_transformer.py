@@ -14,8 +14,11 @@ from nst.transformer import (
     NormControl,
     TransformerConfig,
     TransformerNet,
+    count_norms,
     fast_forward,
     load_transformer,
+    residual_layers,
+    run_stage,
     save_transformer,
 )
 
@@ -72,6 +75,42 @@ def test_fixed_statistics_reproduce_recorded_ones_and_change_the_output() -> Non
         other: list = []
         fast_forward(net, torch.rand(1, 3, 64, 64), NormControl(record=other))
         assert not torch.allclose(fast_forward(net, x, NormControl(fixed=other)), own)
+
+
+def test_run_stage_stops_in_front_of_each_norm_layer() -> None:
+    """``stop_at=k`` returns exactly what the reference net feeds its k-th norm layer,
+    and with the earlier layers' statistics fixed to their recorded values, too."""
+    net = _net()
+    x = torch.rand(1, 3, 48, 64)
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    seen: list[torch.Tensor] = []
+    hooks = [m.register_forward_pre_hook(lambda _m, args: seen.append(args[0])) for m in norms]
+    with torch.inference_mode():
+        net(x)
+        for hook in hooks:
+            hook.remove()
+        recorded: list = []
+        fast_forward(net, x, NormControl(record=recorded))
+        assert count_norms(net.encoder) == 3 and count_norms(net.decoder) == 2
+        for k in range(count_norms(net.encoder)):
+            control = NormControl(fixed=recorded[:k], stop_at=k)
+            torch.testing.assert_close(
+                run_stage(net.encoder, x, control), seen[k], atol=2e-5, rtol=0
+            )
+            assert control.stopped
+        first = 3 + 2 * 2  # the decoder's first norm layer, counted over the whole net
+        decoder_input = run_stage(
+            net.residuals, run_stage(net.encoder, x, NormControl()), NormControl()
+        )
+        for k in range(2):
+            control = NormControl(fixed=recorded[first : first + k], stop_at=k)
+            got = run_stage(net.decoder, decoder_input, control)
+            torch.testing.assert_close(got, seen[first + k], atol=2e-5, rtol=0)
+        # Without a stop, the whole stage runs (the net's final output, before clamping).
+        full = run_stage(net.decoder, decoder_input, NormControl(fixed=recorded[first:]))
+        torch.testing.assert_close(full.clamp(0, 1), net(x), atol=2e-5, rtol=0)
+    conv_a, norm_a, conv_b, norm_b = residual_layers(net.residuals[0])
+    assert norm_a is norms[3] and norm_b is norms[4] and conv_a is not conv_b
 
 
 def test_save_load_round_trip(tmp_path) -> None:
