@@ -2,13 +2,16 @@
 
     .venv/bin/python benchmarks/bench_transformer.py            # speed at 512 and 1024
     .venv/bin/python benchmarks/bench_transformer.py --memory   # + 3840x2160 peak RSS, tiling
+    .venv/bin/python benchmarks/bench_transformer.py --no-speed --tiling  # tiled vs untiled
 
 Speed: seconds (best of --repeats), achieved GFLOP/s (the net's multiply-adds x 2 over the
 time) and the fraction of this machine's measured large-matmul peak, for the reference
 ``TransformerNet.forward`` in fp32 and for ``stylize``'s path in each precision, with the
 PSNR of each against the fp32 reference output of the same (random) weights.
-Memory: peak resident set of a fresh process that stylises a 3840x2160 photo, and the PSNR
-of tiled against untiled output at a size where the untiled pass fits.
+Memory: peak resident set of a fresh process that stylises a 3840x2160 photo with
+tile="auto". Tiling: PSNR and largest difference of tiled against untiled output (they
+should agree to float rounding: the statistics are exact), and the time each takes, at a
+size where the untiled pass fits, for a random width-32 net and the first zoo model found.
 """
 
 from __future__ import annotations
@@ -27,10 +30,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nst.hardware import summary  # noqa: E402
-from nst.stylize import _prepare, _run_net, stylize  # noqa: E402
-from nst.transformer import TransformerNet  # noqa: E402
+from nst.stylize import _prepare, _run_net, stylize, stylize_tensor  # noqa: E402
+from nst.transformer import TransformerNet, load_transformer  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
+ZOO = ROOT / "zoo" / "models"
 
 
 def machine() -> str:
@@ -136,18 +140,41 @@ def memory() -> None:
             f"3840x2160, tile={tile}: peak RSS {data['peak_rss_gb']:.2f} GB "
             f"(whole process), {data['seconds']:.1f} s"
         )
+
+
+def tiling(repeats: int) -> None:
+    """Tiled vs untiled output and time, fp32, at the photo's 1600 px long side."""
     from nst.images import load_image, to_tensor
 
     torch.manual_seed(0)
-    net = TransformerNet().eval()
-    photo = load_image(PHOTO, long_side=1600) if PHOTO.exists() else torch.rand(1, 3, 900, 1600)
-    untiled = to_tensor(stylize(net, photo, tile=None))
-    for side in (512, 1024):
-        tiled = to_tensor(stylize(net, photo, tile=side))
-        print(
-            f"tiled ({side} px windows) vs untiled at {tuple(untiled.shape[-2:])}: "
-            f"PSNR {psnr(tiled, untiled):.1f} dB (random weights)"
-        )
+    nets = [("random width-32 net", TransformerNet().eval())]
+    trained = sorted(ZOO.glob("*/model.safetensors"))
+    if trained:
+        nets.append((f"zoo model '{trained[0].parent.name}'", load_transformer(trained[0].parent)))
+    else:
+        print(f"(no trained model under {ZOO}: random weights only)")
+    if PHOTO.exists():
+        x = to_tensor(load_image(PHOTO, long_side=1600))
+    else:
+        x = torch.rand(1, 3, 744, 1600)
+    size = f"{x.shape[-1]}x{x.shape[-2]}"
+    for name, net in nets:
+
+        def run(tile: int | None, net: TransformerNet = net) -> torch.Tensor:
+            return stylize_tensor(net, x, device="cpu", tile=tile, precision="fp32")
+
+        untiled = run(None)
+        base = best_time(lambda: run(None), repeats)
+        print(f"{name}, {size}: untiled {base:.2f} s")
+        for side in (512, 1024):
+            tiled = run(side)
+            seconds = best_time(lambda side=side: run(side), repeats)
+            print(
+                f"  tiled, {side} px windows: PSNR {psnr(tiled, untiled):.1f} dB, "
+                f"max |diff| {(tiled - untiled).abs().max():.1e}, {seconds:.2f} s "
+                f"({seconds / base:.2f}x untiled)",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -157,6 +184,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory", action="store_true", help="also the 4K memory check")
+    parser.add_argument("--tiling", action="store_true", help="also tiled vs untiled")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--child-4k", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -170,6 +198,8 @@ def main() -> None:
         speed(args.sizes, args.precisions, args.repeats)
     if args.memory:
         memory()
+    if args.tiling or args.memory:
+        tiling(args.repeats)
 
 
 if __name__ == "__main__":

@@ -1,23 +1,24 @@
 """Stylise a photo with a trained Johnson transformer net: any size, CPU or CUDA.
 
-Large images are cut into tiles, and the tiled output equals the untiled one (to float
-rounding): instance norm normalises by statistics of the whole input, so each norm
-layer's statistics are taken exactly, over the whole image, one layer at a time:
+Large images are cut into windows, and the tiled output equals the untiled one (to float
+rounding). Instance norm normalises by statistics of the whole input, so the tiled run
+goes one norm layer at a time: windows run the net up to the next norm layer with the
+earlier layers' exact statistics fixed, and that layer's per-channel mean and biased
+variance are accumulated in float64 over the windows' cores, which partition the map.
+Each window carries the receptive radius of the stage it runs as context on its inner
+sides (so its core is exact) and starts on the grid of the stage's strides.
 
-1. Encoder (full resolution down to 1/4): for each of its norm layers in turn, windows
-   of the padded photo run the encoder up to that layer, with the earlier layers' exact
-   statistics fixed, and the per-channel mean and (biased) variance are accumulated in
-   float64 over the windows' cores. A window carries ``ENCODER_HALO`` px of context on
-   each inner side, enough that its core is exact; windows start on multiples of 4, the
-   grid of the two stride-2 convolutions. The last pass keeps its cores: the encoder's
-   output, at 1/4 resolution, is kept whole.
-2. Residual blocks, at 1/4 resolution on whole maps: every convolution runs over
-   windows (1 px of context) into a whole buffer whose statistics are accumulated on the
-   way, then is normalised in place. Three 4w-channel maps at 1/4 scale are the memory
-   that grows with the image (~0.8 GB at 3840x2160 in fp32, width 32).
-3. Decoder: as the encoder, for its two norm layers, from windows of the 1/4-scale map
-   (``DECODER_HALO`` px of context there); a last pass writes each window's core of the
-   output. Cores partition the image, so nothing is blended.
+Maps at 1/2 and 1/4 scale are kept whole (two 4w-channel maps at 1/4 scale plus one
+storage that is either a 2w-channel map at 1/2 scale or two more 4w ones: ~0.8 GB at
+3840x2160 in fp32, width 32); full resolution is never kept, so its convolutions are
+recomputed: the 9x9 encoder conv once more for its statistics, the last upsampling conv
+once more for its statistics (about 20% more work than one pass of the net):
+
+    encoder   full --conv9--> stats e0;  full --conv9, conv s2--> 1/2 (kept), stats e1
+              1/2 --conv s2--> 1/4 (kept), stats e2
+    residual  each conv over windows of the whole 1/4 map, into a whole map + stats
+    decoder   1/4 --up, conv--> 1/2 (kept), stats d0;  1/2 --up, conv--> stats d1
+              1/2 --up, conv, conv9--> the output's cores
 """
 
 from __future__ import annotations
@@ -40,7 +41,6 @@ from nst.transformer import (
     NormControl,
     NormStats,
     TransformerNet,
-    count_norms,
     fast_forward,
     load_transformer,
     normalize_,
@@ -52,15 +52,6 @@ Progress = Callable[[int, int], None]
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 _DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
-#: Context (full-resolution px, a multiple of 4) an encoder window carries on an inner
-#: side. Its output is wrong only within reach of that side's reflection padding: 4 px
-#: after the 9x9 conv, ~3 px at 1/2 scale after the first stride-2 conv, ~2-3 px at 1/4
-#: scale after the second, i.e. at most 12 full-resolution px.
-ENCODER_HALO = 16
-#: Context (1/4-scale px) a decoder window carries on an inner side: its two upsampling
-#: stages and 9x9 conv reach 1 px at 1/2 scale, then 1 + 4 px at full scale, under 2 px
-#: at 1/4 scale.
-DECODER_HALO = 4
 #: Smallest window side accepted: the halos must leave some core.
 MIN_TILE = 64
 #: Activation memory one pass may use on CPU before "auto" tiles (NST_TILE_BUDGET_MB).
@@ -222,12 +213,6 @@ def _run_net(
     return fast_forward(net, x, control).to("cpu", torch.float32).contiguous()
 
 
-def _to_net(net: TransformerNet, x: torch.Tensor) -> torch.Tensor:
-    """A window, moved to the net's device and dtype, channels-last."""
-    param = next(net.parameters())
-    return x.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
-
-
 class _Ticker:
     """``progress(done, total)`` over all window passes of a tiled run."""
 
@@ -278,8 +263,41 @@ def _cores(length: int, core: int, align: int) -> list[tuple[int, int]]:
     return [(start, min(start + core, length)) for start in range(0, length, core)]
 
 
-def _window_count(height: int, width: int, core: int, align: int = 1) -> int:
-    return len(_cores(height, core, align)) * len(_cores(width, core, align))
+@dataclass(frozen=True)
+class _Geometry:
+    """How one stage is run over windows of its input map."""
+
+    scale: Fraction  # output px per input px (1/2 per stride-2 conv, 2 per upsampling)
+    align: int  # windows start on multiples of this: the stage's total stride
+    halo: int  # context per inner side, input px: the receptive radius, aligned
+    core: int  # input px per window core, a multiple of align
+
+
+def _geometry(stage: torch.nn.Module, side: int) -> _Geometry:
+    """Windows for ``stage`` that hold at most ``side`` px a side at the larger of the
+    stage's input and output resolutions (what bounds a pass's memory).
+
+    The halo is the receptive radius of one output px, in input px: walking back from
+    the output, a conv of kernel k and stride s turns a radius r into s*r + k//2 and a
+    nearest 2x upsampling into ceil(r/2). Values a window computes from its reflection
+    padding at an inner side lie outside every core pixel's receptive field."""
+    scale, align, reach = Fraction(1), 1, 0
+    for m in reversed(list(stage.modules())):
+        if isinstance(m, torch.nn.Conv2d):
+            reach = reach * m.stride[0] + m.kernel_size[0] // 2
+            scale, align = scale / m.stride[0], align * m.stride[0]
+        elif isinstance(m, torch.nn.Upsample):
+            factor = int(m.scale_factor)
+            reach, scale = -(-reach // factor), scale * factor
+    halo = -(-reach // align) * align
+    window = side if scale <= 1 else int(side / scale)
+    core = max(align, (window - 2 * halo) // align * align)
+    return _Geometry(scale, align, halo, core)
+
+
+def _window_count(stage: torch.nn.Module, src: tuple[int, int], side: int) -> int:
+    g = _geometry(stage, side)
+    return len(_cores(src[0], g.core, g.align)) * len(_cores(src[1], g.core, g.align))
 
 
 Sink = Callable[[torch.Tensor, slice, slice], None]
@@ -289,117 +307,114 @@ def _windowed(
     x: torch.Tensor,
     fn: Callable[[torch.Tensor], torch.Tensor],
     sink: Sink,
-    *,
-    core: int,
-    halo: int,
-    align: int,
+    g: _Geometry,
     ticker: _Ticker,
 ) -> None:
     """Run ``fn`` over windows of the whole map ``x`` and hand each window's core of the
     output to ``sink(core_output, rows, cols)`` (rows/cols in output coordinates).
 
-    Cores of ``core`` px partition ``x``; each window adds up to ``halo`` px of context
-    per side (less at the map's own border, where the window's reflection padding is
-    the map's). ``fn`` may change the resolution by a fixed factor (the strided encoder,
-    the upsampling decoder): read off its first output and checked on every window.
+    Cores partition ``x``; a window adds up to ``g.halo`` px of context per side (less
+    at the map's own border, where the window's reflection padding is the map's).
     """
     height, width = x.shape[-2:]
-    scale: Fraction | None = None
-    for top, bottom in _cores(height, core, align):
-        t0, b0 = max(0, top - halo), min(height, bottom + halo)
-        for left, right in _cores(width, core, align):
-            l0, r0 = max(0, left - halo), min(width, right + halo)
+    s = g.scale
+    for top, bottom in _cores(height, g.core, g.align):
+        t0, b0 = max(0, top - g.halo), min(height, bottom + g.halo)
+        for left, right in _cores(width, g.core, g.align):
+            l0, r0 = max(0, left - g.halo), min(width, right + g.halo)
             y = fn(x[..., t0:b0, l0:r0])
-            found = Fraction(y.shape[-2], b0 - t0)
-            scale = scale or found
-            if found != scale or Fraction(y.shape[-1], r0 - l0) != scale:
-                raise RuntimeError(f"window output {tuple(y.shape)} is not a fixed rescale")
-            rows = slice(int((top - t0) * scale), int((bottom - t0) * scale))
-            cols = slice(int((left - l0) * scale), int((right - l0) * scale))
+            if (y.shape[-2], y.shape[-1]) != ((b0 - t0) * s, (r0 - l0) * s):
+                raise RuntimeError(f"window output {tuple(y.shape)} is not a {s} rescale")
+            rows = slice(int((top - t0) * s), int((bottom - t0) * s))
+            cols = slice(int((left - l0) * s), int((right - l0) * s))
             sink(
                 y[..., rows, cols],
-                slice(int(top * scale), int(bottom * scale)),
-                slice(int(left * scale), int(right * scale)),
+                slice(int(top * s), int(bottom * s)),
+                slice(int(left * s), int(right * s)),
             )
             ticker.tick()
 
 
-def _stage_statistics(
+def _stage_pass(
+    net: TransformerNet,
     stage: torch.nn.Module,
-    x: torch.Tensor,
-    prepare: Callable[[torch.Tensor], torch.Tensor],
-    *,
-    core: int,
-    halo: int,
-    align: int,
+    src: torch.Tensor,
+    side: int,
     ticker: _Ticker,
-    keep_last: torch.Tensor | None = None,
-) -> NormStats:
-    """Exact statistics of every norm layer of ``stage`` (encoder or decoder) over the
-    whole map ``x``, one layer at a time: windows run the stage up to layer k with the
-    exact statistics of layers < k fixed, and layer k's input is accumulated over the
-    cores. ``keep_last``: a whole buffer that receives the last layer's input."""
-    stats: NormStats = []
-    layers = count_norms(stage)
-    for k in range(layers):
-        acc = _ChannelStats()
-        keep = keep_last if k == layers - 1 else None
+    *,
+    fixed: NormStats | None = None,
+    stop: bool = False,
+    keep: torch.Tensor | None = None,
+    sink: Sink | None = None,
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``stage`` over windows of the whole map ``src``, norm layers with ``fixed``.
 
-        def fn(window: torch.Tensor, k: int = k) -> torch.Tensor:
-            return run_stage(stage, prepare(window), NormControl(fixed=stats, stop_at=k))
-
-        def sink(y: torch.Tensor, rows: slice, cols: slice, keep=keep, acc=acc) -> None:
-            acc.add(y)
-            if keep is not None:
-                keep[..., rows, cols] = y
-
-        _windowed(x, fn, sink, core=core, halo=halo, align=align, ticker=ticker)
-        stats.append(acc.result())
-    return stats
-
-
-def _norm_layers(module: torch.nn.Module) -> list[torch.nn.InstanceNorm2d]:
-    return [m for m in module.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
-
-
-def _empty_map(net: TransformerNet, channels: int, height: int, width: int) -> torch.Tensor:
+    ``stop``: end in front of the first norm layer past ``fixed`` (or at the stage's end
+    if it has none, like a lone conv) and return the exact statistics of what reaches it
+    over the whole map, accumulated over the cores. ``keep``: a whole map that receives
+    the cores' output; ``sink(core, rows, cols)``: gets them instead.
+    """
     param = next(net.parameters())
-    return torch.empty(
-        (1, channels, height, width),
-        device=param.device,
-        dtype=param.dtype,
-        memory_format=torch.channels_last,
+    acc = _ChannelStats() if stop else None
+    stop_at = len(fixed or []) if stop else None
+
+    def fn(window: torch.Tensor) -> torch.Tensor:
+        # A copy on the net's device, in its dtype, channels-last: the net's in-place
+        # norms never touch ``src``.
+        window = window.to(param.device, param.dtype, copy=True, memory_format=torch.channels_last)
+        return run_stage(stage, window, NormControl(fixed=fixed, stop_at=stop_at))
+
+    def collect(y: torch.Tensor, rows: slice, cols: slice) -> None:
+        if acc is not None:
+            acc.add(y)
+        if keep is not None:
+            keep[..., rows, cols] = y
+        if sink is not None:
+            sink(y, rows, cols)
+
+    _windowed(src, fn, collect, _geometry(stage, side), ticker)
+    return acc.result() if acc is not None else None
+
+
+def _norm(module: torch.nn.Module) -> torch.nn.InstanceNorm2d:
+    """The last instance-norm layer of ``module``."""
+    return [m for m in module.modules() if isinstance(m, torch.nn.InstanceNorm2d)][-1]
+
+
+def _whole_maps(
+    net: TransformerNet, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The whole maps a tiled run keeps, channels-last on the net's device:
+    ``quarter`` (4w, H/4, W/4) and one storage seen either as ``half`` (2w, H/2, W/2)
+    or as two more quarter-scale maps ``a``, ``b``: the same number of elements."""
+    param = next(net.parameters())
+    c, hq, wq = 4 * net.config.width, height // 4, width // 4
+    n = c * hq * wq
+
+    def nhwc(flat: torch.Tensor, c: int, h: int, w: int) -> torch.Tensor:
+        return flat.view(1, h, w, c).permute(0, 3, 1, 2)  # channels-last strides
+
+    quarter = torch.empty(n, device=param.device, dtype=param.dtype)
+    shared = torch.empty(2 * n, device=param.device, dtype=param.dtype)
+    half = nhwc(shared, c // 2, 2 * hq, 2 * wq)
+    a, b = nhwc(shared[:n], c, hq, wq), nhwc(shared[n:], c, hq, wq)
+    return nhwc(quarter, c, hq, wq), half, a, b
+
+
+def _passes(net: TransformerNet, hp: int, wp: int, side: int) -> int:
+    """How many windows ``_tiled`` runs, for progress."""
+    enc, dec = net.encoder, net.decoder
+    full, half, quarter = (hp, wp), (hp // 2, wp // 2), (hp // 4, wp // 4)
+    residual_convs = [c for block in net.residuals for c in residual_layers(block)[::2]]
+    return (
+        _window_count(enc[0], full, side)
+        + _window_count(enc[:2], full, side)
+        + _window_count(enc[2], half, side)
+        + sum(_window_count(conv, quarter, side) for conv in residual_convs)
+        + _window_count(dec[0], quarter, side)
+        + _window_count(dec[1], half, side)
+        + _window_count(dec[1:], half, side)
     )
-
-
-def _conv_whole(
-    conv: torch.nn.Module, src: torch.Tensor, dst: torch.Tensor, core: int, ticker: _Ticker
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``dst = conv(src)`` (a padded same-size conv) over windows; the output's exact
-    statistics come back."""
-    acc = _ChannelStats()
-
-    def sink(y: torch.Tensor, rows: slice, cols: slice) -> None:
-        acc.add(y)
-        dst[..., rows, cols] = y
-
-    halo = max(m.kernel_size[0] // 2 for m in conv.modules() if isinstance(m, torch.nn.Conv2d))
-    _windowed(src, conv, sink, core=core, halo=halo, align=1, ticker=ticker)
-    return acc.result()
-
-
-def _residuals_whole(
-    net: TransformerNet, feat: torch.Tensor, core: int, ticker: _Ticker
-) -> torch.Tensor:
-    """The residual blocks on the whole 1/4-scale map ``feat`` (updated in place), each
-    convolution windowed, each norm with the exact statistics of its whole input."""
-    a, b = torch.empty_like(feat), torch.empty_like(feat)
-    for block in net.residuals:
-        conv_a, norm_a, conv_b, norm_b = residual_layers(block)
-        normalize_(a, norm_a, *_conv_whole(conv_a, feat, a, core, ticker), relu=True)
-        normalize_(b, norm_b, *_conv_whole(conv_b, a, b, core, ticker), relu=False)
-        feat.add_(b)
-    return feat
 
 
 def _tiled(
@@ -412,51 +427,37 @@ def _tiled(
     # Pad once for the whole image, as the net itself would, so windows stay on its grid.
     padded = F.pad(content, (0, pad_w, 0, pad_h), mode="reflect") if pad_h or pad_w else content
     hp, wp = padded.shape[-2:]
-    hq, wq = hp // 4, wp // 4
-    enc_core = side - 2 * ENCODER_HALO  # full-resolution px, a multiple of 4
-    dec_core = side // 4 - 2 * DECODER_HALO  # 1/4-scale px
-    # 1/4-scale px: a residual conv's window of side^2 px at 4w channels needs about as
-    # much memory as a full-resolution window of the same side at w..2w channels.
-    res_core = side
-    enc_n, dec_n = count_norms(net.encoder), count_norms(net.decoder)
-    ticker = _Ticker(
-        enc_n * _window_count(hp, wp, enc_core, 4)
-        + 2 * len(net.residuals) * _window_count(hq, wq, res_core)
-        + (dec_n + 1) * _window_count(hq, wq, dec_core),
-        progress,
-    )
-    feat = _empty_map(net, 4 * net.config.width, hq, wq)  # the encoder's output
-    enc_stats = _stage_statistics(
-        net.encoder,
-        padded,
-        lambda window: _to_net(net, window),
-        core=enc_core,
-        halo=ENCODER_HALO,
-        align=4,
-        ticker=ticker,
-        keep_last=feat,
-    )
-    # The kept cores are the last norm's input: normalise (+ ReLU, as every encoder norm).
-    normalize_(feat, _norm_layers(net.encoder)[-1], *enc_stats[-1], relu=True)
-    feat = _residuals_whole(net, feat, res_core, ticker)
-    dec_stats = _stage_statistics(
-        net.decoder,
-        feat,
-        lambda window: window,
-        core=dec_core,
-        halo=DECODER_HALO,
-        align=1,
-        ticker=ticker,
-    )
-    out = torch.empty(1, 3, hp, wp)
+    ticker = _Ticker(_passes(net, hp, wp, side), progress)
+    enc, dec = net.encoder, net.decoder
+    quarter, half, a, b = _whole_maps(net, hp, wp)
 
-    def decode(window: torch.Tensor) -> torch.Tensor:
-        return run_stage(net.decoder, window, NormControl(fixed=dec_stats))
+    # Encoder. Full resolution is never kept whole (w channels: 1 GB at 4K in fp32), so
+    # the first conv is run twice: once for its statistics, once on the way to 1/2 scale.
+    e0 = _stage_pass(net, enc[0], padded, side, ticker, stop=True)
+    e1 = _stage_pass(net, enc[:2], padded, side, ticker, fixed=[e0], stop=True, keep=half)
+    normalize_(half, _norm(enc[1]), *e1, relu=True)
+    e2 = _stage_pass(net, enc[2], half, side, ticker, stop=True, keep=quarter)
+    normalize_(quarter, _norm(enc[2]), *e2, relu=True)
+
+    # Residual blocks, one conv at a time, on whole quarter-scale maps.
+    for block in net.residuals:
+        conv_a, norm_a, conv_b, norm_b = residual_layers(block)
+        stats_a = _stage_pass(net, conv_a, quarter, side, ticker, stop=True, keep=a)
+        normalize_(a, norm_a, *stats_a, relu=True)
+        stats_b = _stage_pass(net, conv_b, a, side, ticker, stop=True, keep=b)
+        quarter.add_(normalize_(b, norm_b, *stats_b, relu=False))
+
+    # Decoder: up to 1/2 scale (kept whole, in the storage a and b are done with), then
+    # full resolution twice: for the last norm's statistics, and for the output.
+    d0 = _stage_pass(net, dec[0], quarter, side, ticker, stop=True, keep=half)
+    normalize_(half, _norm(dec[0]), *d0, relu=True)
+    d1 = _stage_pass(net, dec[1], half, side, ticker, stop=True)
+    out = torch.empty(1, 3, hp, wp)
 
     def write(y: torch.Tensor, rows: slice, cols: slice) -> None:
         out[..., rows, cols] = y.to("cpu", torch.float32).clamp_(0, 1)
 
-    _windowed(feat, decode, write, core=dec_core, halo=DECODER_HALO, align=1, ticker=ticker)
+    _stage_pass(net, dec[1:], half, side, ticker, fixed=[d1], sink=write)
     return out[..., :h, :w]
 
 

@@ -16,8 +16,6 @@ from nst.stylize import (
     MIN_TILE,
     _ChannelStats,
     _cores,
-    _prepare,
-    _tiled,
     plan,
     stylize,
     stylize_tensor,
@@ -190,7 +188,7 @@ def test_tiling_leaves_the_model_and_input_untouched(one_thread) -> None:
     net, x = _net(), torch.rand(1, 3, 100, 140)
     state = {k: v.clone() for k, v in net.state_dict().items()}
     before = x.clone()
-    _tiled(_prepare(net, torch.device("cpu"), "fp32"), x, 64, progress=None)
+    stylize_tensor(net, x, device="cpu", tile=64, precision="fp32")
     assert torch.equal(x, before)
     assert all(torch.equal(v, state[k]) for k, v in net.state_dict().items())
 
