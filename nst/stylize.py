@@ -273,9 +273,24 @@ class _Geometry:
     core: int  # input px per window core, a multiple of align
 
 
-def _geometry(stage: torch.nn.Module, side: int) -> _Geometry:
-    """Windows for ``stage`` that hold at most ``side`` px a side at the larger of the
-    stage's input and output resolutions (what bounds a pass's memory).
+def _widest(stage: torch.nn.Module) -> float:
+    """Elements of the stage's widest map (input, upsampled or conv output) per input px."""
+    convs = [m for m in stage.modules() if isinstance(m, torch.nn.Conv2d)]
+    channels, area = convs[0].in_channels, 1.0
+    widest = float(channels)
+    for m in stage.modules():
+        if isinstance(m, torch.nn.Conv2d):
+            channels, area = m.out_channels, area / m.stride[0] ** 2
+        elif isinstance(m, torch.nn.Upsample):
+            area *= int(m.scale_factor) ** 2
+        widest = max(widest, channels * area)
+    return widest
+
+
+def _geometry(stage: torch.nn.Module, side: int, width: int) -> _Geometry:
+    """Windows for ``stage`` of a net of ``width`` whose widest map holds as many
+    elements as an untiled pass over ``side`` x ``side`` px would at its widest (2w
+    channels at full resolution, after the last upsampling): what bounds memory.
 
     The halo is the receptive radius of one output px, in input px: walking back from
     the output, a conv of kernel k and stride s turns a radius r into s*r + k//2 and a
@@ -290,13 +305,13 @@ def _geometry(stage: torch.nn.Module, side: int) -> _Geometry:
             factor = int(m.scale_factor)
             reach, scale = -(-reach // factor), scale * factor
     halo = -(-reach // align) * align
-    window = side if scale <= 1 else int(side / scale)
+    window = int(side * math.sqrt(2 * width / _widest(stage)))
     core = max(align, (window - 2 * halo) // align * align)
     return _Geometry(scale, align, halo, core)
 
 
-def _window_count(stage: torch.nn.Module, src: tuple[int, int], side: int) -> int:
-    g = _geometry(stage, side)
+def _window_count(stage: torch.nn.Module, src: tuple[int, int], side: int, width: int) -> int:
+    g = _geometry(stage, side, width)
     return len(_cores(src[0], g.core, g.align)) * len(_cores(src[1], g.core, g.align))
 
 
@@ -372,7 +387,7 @@ def _stage_pass(
         if sink is not None:
             sink(y, rows, cols)
 
-    _windowed(src, fn, collect, _geometry(stage, side), ticker)
+    _windowed(src, fn, collect, _geometry(stage, side, net.config.width), ticker)
     return acc.result() if acc is not None else None
 
 
@@ -403,17 +418,17 @@ def _whole_maps(
 
 def _passes(net: TransformerNet, hp: int, wp: int, side: int) -> int:
     """How many windows ``_tiled`` runs, for progress."""
-    enc, dec = net.encoder, net.decoder
+    enc, dec, w = net.encoder, net.decoder, net.config.width
     full, half, quarter = (hp, wp), (hp // 2, wp // 2), (hp // 4, wp // 4)
     residual_convs = [c for block in net.residuals for c in residual_layers(block)[::2]]
     return (
-        _window_count(enc[0], full, side)
-        + _window_count(enc[:2], full, side)
-        + _window_count(enc[2], half, side)
-        + sum(_window_count(conv, quarter, side) for conv in residual_convs)
-        + _window_count(dec[0], quarter, side)
-        + _window_count(dec[1], half, side)
-        + _window_count(dec[1:], half, side)
+        _window_count(enc[0], full, side, w)
+        + _window_count(enc[:2], full, side, w)
+        + _window_count(enc[2], half, side, w)
+        + sum(_window_count(conv, quarter, side, w) for conv in residual_convs)
+        + _window_count(dec[0], quarter, side, w)
+        + _window_count(dec[1], half, side, w)
+        + _window_count(dec[1:], half, side, w)
     )
 
 
