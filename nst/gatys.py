@@ -221,9 +221,7 @@ def gatys_steps(
         if image is None:
             image = _initial_image(config, content_t, generator)
         else:  # coarse-to-fine: the previous stage's result, upsampled, is the start
-            image = F.interpolate(
-                image.detach(), size=content_t.shape[-2:], mode="bicubic", align_corners=False
-            ).clamp_(0, 1)
+            image = upsample_with_detail(image.detach(), content_t)
         image = image.contiguous().requires_grad_(True)
         chunk = max(1, config.report_every)
         optimizer = _make_optimizer(config, image, chunk)
@@ -263,6 +261,27 @@ def gatys_steps(
         size=content_full.size,
         done=True,
     )
+
+
+def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Upsample a coarse result to the content's size and add back the photo's fine detail.
+
+    A plain upsampled image is blurred: the finest style layers (relu1_1, relu2_1) see no
+    texture at all and the full-size stage starts far from its optimum. The photo's own
+    high frequencies (the content minus its down-and-up-sampled self) restore edges and
+    texture energy, a Laplacian-pyramid step.
+    """
+    size = content.shape[-2:]
+    up = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
+    blurred = F.interpolate(
+        F.interpolate(
+            content, size=image.shape[-2:], mode="bicubic", align_corners=False, antialias=True
+        ),
+        size=size,
+        mode="bicubic",
+        align_corners=False,
+    )
+    return (up + content - blurred).clamp_(0, 1)
 
 
 def _to_device(img: Image.Image, device: torch.device) -> torch.Tensor:

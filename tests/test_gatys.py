@@ -70,9 +70,14 @@ def test_progress_reports_then_a_full_size_result(tiny_net) -> None:
 
 @pytest.mark.parametrize("optimizer", ["lbfgs", "adam"])
 def test_optimizers_lower_the_loss(tiny_net, optimizer: str) -> None:
-    config = _config(optimizer=optimizer, iterations=30, learning_rate=0.03)
+    config = _config(
+        optimizer=optimizer, iterations=60, report_every=10, learning_rate=0.03, style_weight=100.0
+    )
     reports = list(gatys_steps(_photo(), [_stripes()], config, loss_net=tiny_net))
-    assert reports[-1].losses["total"] < 0.5 * reports[0].losses["total"]
+    totals = [r.losses["total"] for r in reports]
+    assert all(b <= a for a, b in zip(totals, totals[1:], strict=False)), totals
+    assert totals[-1] < 0.6 * totals[0]
+    assert reports[-1].losses["style"] < 0.4 * reports[0].losses["style"]
 
 
 def test_coarse_to_fine_runs_every_stage_and_ends_at_full_size(tiny_net) -> None:
