@@ -1,6 +1,6 @@
 """Make the Gatys figures of the README and docs/ from ../shared/data with the real VGG16.
 
-    python docs/make_gatys_figures.py [--weights PATH] [--size 384]
+    python docs/make_gatys_figures.py [--weights PATH] [--size 384] [--iterations 300]
 
 Writes docs/gatys_example.jpg (photo | painting | result) and docs/gatys_init.jpg (the
 seed's observation: the same iteration budget from the photo and from white noise).
@@ -53,11 +53,14 @@ def main() -> None:
         "--weights", default=str(SHARED / "weights/vgg16_imagenet_features.safetensors")
     )
     parser.add_argument("--size", type=int, default=384)
+    parser.add_argument("--iterations", type=int, default=300)
     args = parser.parse_args()
     torch.set_num_threads(2)
     content = SHARED / "data/content/tubingen.jpg"
     style = SHARED / "data/styles/starry_night.jpg"
-    base = GatysConfig(size=args.size, iterations=300, vgg_weights=args.weights, report_every=50)
+    base = GatysConfig(
+        size=args.size, iterations=args.iterations, vgg_weights=args.weights, report_every=50
+    )
 
     t0 = time.perf_counter()
     result, seconds, _ = run(content, style, base)

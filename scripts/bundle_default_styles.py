@@ -23,7 +23,14 @@ import zoo  # noqa: E402
 SHARED = ROOT.parent / "shared"
 
 
-def bundle(run: Path) -> str:
+def trained_steps(run: Path) -> int:
+    """The step the export was made from (a run may be stopped before its planned end)."""
+    return int(json.loads((run / "export" / "config.json").read_text()).get("step", 0)) or max(
+        int(p.name.split("_")[1]) for p in (run / "checkpoints").glob("step_*")
+    )
+
+
+def bundle(run: Path, note: str = "") -> str:
     export = run / "export"
     config = json.loads((export / "config.json").read_text())
     style = config.get("style", {})
@@ -31,7 +38,20 @@ def bundle(run: Path) -> str:
     target = ROOT / "zoo" / "models" / style_id
     if target.exists():
         shutil.rmtree(target)
-    shutil.copytree(export, target)
+    # The samples are outputs on BSDS500 photos (research use only): not redistributed.
+    shutil.copytree(export, target, ignore=shutil.ignore_patterns("samples"))
+    card = (target / "README.md").read_text()
+    head, found, rest = card.partition("## Samples")
+    if found:
+        after = rest.split("\n## ", 1)
+        card = head + ("## " + after[1] if len(after) == 2 else "")
+    if note:
+        card += f"\n## Note\n\n{note}\n"
+    (target / "README.md").write_text(card)
+    training = dict(config.get("training", {}))
+    training["trained_steps"] = trained_steps(run)
+    if note:
+        training["note"] = note
     run_config = json.loads((run / "run.json").read_text())
     zoo.add_style(
         {
@@ -42,7 +62,7 @@ def bundle(run: Path) -> str:
             "year": str(style.get("year", "")),
             "license": run_config.get("license") or "public domain",
             "weights": {"bundled": f"models/{style_id}"},
-            "training": config.get("training", {}),
+            "training": training,
         },
         source_image=run_config["style"],
     )
@@ -53,11 +73,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("ids", nargs="*", help="run names (default: every run with an export)")
     parser.add_argument("--runs", default=str(ROOT / "runs"))
+    parser.add_argument("--note", default="", help="a line for the model card and catalogue")
     args = parser.parse_args()
     runs = Path(args.runs)
     names = args.ids or sorted(p.parent.name for p in runs.glob("*/export/model.safetensors"))
     for name in names:
-        print("bundled", bundle(runs / name))
+        print("bundled", bundle(runs / name, args.note))
 
 
 if __name__ == "__main__":
