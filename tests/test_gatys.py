@@ -230,6 +230,7 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path: Path, capsys) -> None:
     code = cli_main(
         [
             "gatys",
+            str(style),  # the photo, then three styles for two blend weights
             str(style),
             str(style),
             str(style),
