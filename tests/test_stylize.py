@@ -6,6 +6,7 @@ import io
 
 import pytest
 import torch
+from nets import small_transformer
 from PIL import Image
 
 from nst import color
@@ -20,17 +21,9 @@ from nst.stylize import (
     stylize,
     stylize_tensor,
 )
-from nst.transformer import TransformerConfig, TransformerNet, save_transformer
+from nst.transformer import TransformerNet, save_transformer
 
-
-def _net(width: int = 8, seed: int = 0) -> TransformerNet:
-    torch.manual_seed(seed)
-    net = TransformerNet(TransformerConfig(width=width, residual_blocks=2)).eval()
-    for module in net.modules():
-        if isinstance(module, torch.nn.InstanceNorm2d):
-            torch.nn.init.normal_(module.weight, 1.0, 0.2)
-            torch.nn.init.normal_(module.bias, 0.0, 0.2)
-    return net
+_net = small_transformer
 
 
 def _photo(h: int = 90, w: int = 120) -> torch.Tensor:

@@ -8,12 +8,11 @@ import re
 
 import pytest
 import torch
+from nets import small_transformer
 
 from nst.errors import NSTError
 from nst.transformer import (
     NormControl,
-    TransformerConfig,
-    TransformerNet,
     count_norms,
     fast_forward,
     load_transformer,
@@ -22,16 +21,7 @@ from nst.transformer import (
     save_transformer,
 )
 
-
-def _net(width: int = 8, seed: int = 0) -> TransformerNet:
-    """A small random net whose norm layers have non-trivial affine parameters."""
-    torch.manual_seed(seed)
-    net = TransformerNet(TransformerConfig(width=width, residual_blocks=2)).eval()
-    for module in net.modules():
-        if isinstance(module, torch.nn.InstanceNorm2d):
-            torch.nn.init.normal_(module.weight, 1.0, 0.2)
-            torch.nn.init.normal_(module.bias, 0.0, 0.2)
-    return net
+_net = small_transformer
 
 
 @pytest.mark.parametrize("size", [(333, 517), (17, 16), (64, 65)])
