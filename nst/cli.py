@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nst.errors import NSTError
 
@@ -34,13 +34,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run_for_person(command: Callable[[], int], interrupted: str = "interrupted") -> int:
+    """Run a command line's work: an NSTError prints as one line and exits 2, Ctrl-C 130.
+
+    Shared by ``python -m nst``, ``python -m zoo`` and ``python -m train``.
+    """
     try:
-        return int(args.run(args))
+        return int(command())
     except NSTError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_for_person(lambda: args.run(args))

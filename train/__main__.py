@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from nst.cli import run_for_person
 from nst.errors import NSTError
 from train.checkpoint import latest_checkpoint
 from train.config import RESUMABLE_OVERRIDES, TrainConfig, build_parser, explicit_settings
@@ -51,18 +52,15 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool
 
 def main(argv: Sequence[str] | None = None) -> int:
     silence_known_warnings()
-    try:
+
+    def run() -> int:
         config, resume = resolve_config(argv)
         export = train(config, resume=resume)
-    except NSTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted: resume with --resume (from the last checkpoint)", file=sys.stderr)
-        return 130
-    if export is not None:
-        print(f"exported to {export}")
-    return 0
+        if export is not None:
+            print(f"exported to {export}")
+        return 0
+
+    return run_for_person(run, "interrupted: resume with --resume (from the last checkpoint)")
 
 
 if __name__ == "__main__":
