@@ -1,6 +1,7 @@
 """Gatys speed: seconds per iteration, and loss against wall time, defaults vs plain L-BFGS.
 
     python benchmarks/bench_gatys.py [--weights PATH] [--sizes 256 512] [--curve-size 512]
+        [--conv-modes direct auto winograd] [--layers] [--skip-plain]
 
 1. Seconds per iteration (one forward + backward of VGG16 up to relu5_1 with the Gatys
    losses) at each size, for this project's loss network (frozen, cut after the deepest
@@ -10,6 +11,13 @@
    single-scale L-BFGS run of the same loss at the same size, both from the photo. It
    prints when the defaults first reach the plain run's 100-iteration loss, and the
    ratio of the times. Curves go to benchmarks/results/gatys_curve_<size>.csv.
+
+Between 1 and 2, "1b" times the same iteration for each ``--conv-modes`` of
+``load_loss_network(conv=...)`` (direct = oneDNN, winograd = F(4,3) everywhere, auto =
+Winograd where it wins), interleaved round by round so that load from other processes
+hits every mode alike. ``--layers`` adds a per-layer micro-benchmark (direct vs Winograd,
+forward + input backward, each VGG16 layer at its size for the largest ``--sizes``): the
+measurement behind nst.winograd.AUTO_MIN_IN_CHANNELS.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
 from nst.vgg import layer_names, load_loss_network  # noqa: E402
+from nst.winograd import Conv3x3, auto_uses_winograd  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
@@ -68,19 +77,91 @@ class Straightforward(torch.nn.Module):
         return out
 
 
-def seconds_per_iteration(net, size: int, content, style, repeats: int) -> float:
+def iteration(net, content, style):
+    """A function that runs one Gatys iteration (forward + backward to the image)."""
     grams = blended_gram_targets(net, [style], STYLE_LAYERS)
     loss = PerceptualLoss(net, CONTENT_LAYERS, STYLE_LAYERS, grams, LossWeights())
     targets = loss.content_targets(content)
     image = content.clone().requires_grad_(True)
-    times = []
-    for _ in range(repeats + 1):  # the first one warms up oneDNN's kernels
-        start = time.perf_counter()
+
+    def run() -> None:
         total, _ = loss(image, targets)
         total.backward()
         image.grad = None
-        times.append(time.perf_counter() - start)
+
+    return run
+
+
+def timed(run) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def seconds_per_iteration(net, size: int, content, style, repeats: int) -> float:
+    run = iteration(net, content, style)
+    times = [timed(run) for _ in range(repeats + 1)]  # the first one warms up oneDNN
     return min(times[1:])
+
+
+def interleaved(runs: dict[str, object], repeats: int) -> dict[str, list[float]]:
+    """Seconds of each run, one of each per round, so load changes hit them all alike."""
+    for run in runs.values():
+        run()  # warm-up: oneDNN kernels, transformed Winograd weights
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(timed(run))
+    return times
+
+
+def conv_modes(args, nets: dict[str, torch.nn.Module]) -> None:
+    """1b: seconds per iteration for each conv mode, interleaved in this process."""
+    print("\n1b. conv modes, interleaved (min / median s per iteration)")
+    for size in args.sizes:
+        content = to_tensor(load_image(args.content, size))
+        style = to_tensor(load_image(args.style, size))
+        runs = {mode: iteration(net, content, style) for mode, net in nets.items()}
+        times = interleaved(runs, args.repeats)
+        base = min(times[args.conv_modes[0]])
+        parts = [
+            f"{mode} {min(t):.2f} / {sorted(t)[len(t) // 2]:.2f} ({base / min(t):.2f}x)"
+            for mode, t in times.items()
+        ]
+        print(f"  {size:4d} px: " + ", ".join(parts))
+
+
+def layer_benchmark(args, net: torch.nn.Module) -> None:
+    """Direct vs Winograd per layer (forward + input backward) at the largest size."""
+    size = max(args.sizes)
+    content = to_tensor(load_image(args.content, size))
+    h, w = content.shape[-2:]
+    print(f"\n1c. per layer at {size} px ({w}x{h} image), forward + input backward, ms")
+    for name, module in zip(net.names, net.features, strict=True):
+        if name.startswith("pool"):
+            h, w = h // 2, w // 2
+        if not isinstance(module, Conv3x3):
+            continue
+        c, k = module.in_channels, module.out_channels
+        x = torch.randn(1, c, h, w).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+
+        def run(winograd: bool, module=module, x=x):
+            def go() -> None:
+                module.winograd = winograd
+                y = module(x)
+                y.backward(torch.ones_like(y))
+                x.grad = None
+
+            return go
+
+        times = interleaved({"direct": run(False), "winograd": run(True)}, args.repeats)
+        d, wg = min(times["direct"]), min(times["winograd"])
+        auto = "winograd" if auto_uses_winograd(c, k) else "direct"
+        print(
+            f"  {name:8s} {c:3d}->{k:3d} {h:3d}x{w:3d}: direct {d * 1e3:7.1f}, "
+            f"winograd {wg * 1e3:7.1f} ({d / wg:.2f}x); auto: {auto}"
+        )
 
 
 def curve(content: Path, style: Path, config: GatysConfig, stop_below: float | None):
@@ -108,14 +189,42 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--curve-size", type=int, default=512, help="0 skips the curve")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument(
+        "--conv-modes",
+        nargs="*",
+        default=["direct", "auto", "winograd"],
+        help="conv modes compared in 1b (none: skip 1b); the first is the 1.00x baseline",
+    )
+    parser.add_argument("--layers", action="store_true", help="per-layer micro-benchmark")
+    parser.add_argument(
+        "--skip-plain", action="store_true", help="skip 1 (this project vs straightforward)"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print("machine:", machine())
 
-    ours = load_loss_network(LAYERS, weights=args.weights).to(memory_format=torch.channels_last)
+    def net(conv: str | None = None) -> torch.nn.Module:
+        loss_net = load_loss_network(LAYERS, weights=args.weights, conv=conv)
+        return loss_net.to(memory_format=torch.channels_last)
+
+    ours = net()
+    if not args.skip_plain:
+        plain_vs_ours(args, ours)
+    if args.conv_modes:
+        conv_modes(args, {mode: net(mode) for mode in args.conv_modes})
+    if args.layers:
+        layer_benchmark(args, net("direct"))
+
+    if args.curve_size <= 0:
+        return
+    loss_curves(args)
+
+
+def plain_vs_ours(args, ours: torch.nn.Module) -> None:
     plain = Straightforward(args.weights)
-    print("\n1. seconds per iteration (VGG16 to relu5_1, forward + backward)")
+    conv = ours.spec.conv
+    print(f"\n1. seconds per iteration (VGG16 to relu5_1, forward + backward; conv={conv})")
     for size in args.sizes:
         content = to_tensor(load_image(args.content, size))
         style = to_tensor(load_image(args.style, size))
@@ -126,8 +235,8 @@ def main() -> None:
             f"({t_plain / t_ours:.2f}x)"
         )
 
-    if args.curve_size <= 0:
-        return
+
+def loss_curves(args) -> None:
     size = args.curve_size
     print(f"\n2. loss against seconds at {size} px")
     defaults = GatysConfig(size=size, vgg_weights=args.weights, report_every=5)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from nst.errors import NSTError
+from nst.winograd import Conv3x3, layer_uses_winograd, resolve_conv_mode
 
 #: Convolutions per block; "M" marks a 2x2 max-pool.
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -132,6 +133,7 @@ class VGGSpec:
     depth: int  # number of modules of ``features`` kept
     width_divisor: int = 1  # >1 only for random test networks
     pooling: str = "max"
+    conv: str = "direct"  # "direct", "winograd" or "auto": see nst.winograd
 
 
 class LossNetwork(nn.Module):
@@ -149,7 +151,8 @@ class LossNetwork(nn.Module):
         for index, name in enumerate(self.names):
             if name.startswith("conv"):
                 out_ch = block_channels[int(name[4]) - 1]
-                conv = nn.Conv2d(in_ch, out_ch, 3, padding=1)
+                # An nn.Conv2d (same parameters); Winograd on CPU where spec.conv asks for it.
+                conv = Conv3x3(in_ch, out_ch, layer_uses_winograd(spec.conv, in_ch, out_ch))
                 if state is None:
                     # He init keeps random activations at a sensible scale at every depth.
                     nn.init.kaiming_normal_(conv.weight, nonlinearity="relu", generator=generator)
@@ -208,14 +211,19 @@ def load_loss_network(
     pooling: str = "max",
     width_divisor: int = 1,
     seed: int = 0,
+    conv: str | None = None,
 ) -> LossNetwork:
     """Build a frozen VGG cut after the deepest of ``layers``.
 
     ``arch`` is the preferred network when downloading; a weights file decides for
     itself. ``weights="random"`` builds a He-initialised network (``width_divisor``
-    shrinks it for fast tests).
+    shrinks it for fast tests). ``conv`` picks how the 3x3 convolutions run on CPU:
+    "auto" (Winograd F(4,3) for the wide layers where it measured faster), "winograd"
+    (every layer) or "direct" (oneDNN, the previous behaviour); None reads the
+    environment variable ``NST_CONV``, else "auto". CUDA always uses cuDNN.
     """
     layers = list(layers)
+    conv = resolve_conv_mode(conv)
     source = resolve_weights(weights, arch)
     if source == RANDOM:
         state = None
@@ -227,5 +235,5 @@ def load_loss_network(
             raise NSTError("width_divisor applies only to random test networks.")
     if pooling not in ("max", "avg"):
         raise NSTError(f"pooling must be 'max' or 'avg', not '{pooling}'.")
-    spec = VGGSpec(arch, _depth_for(arch, layers), width_divisor, pooling)
+    spec = VGGSpec(arch, _depth_for(arch, layers), width_divisor, pooling, conv)
     return LossNetwork(spec, state, seed=seed).to(device)
