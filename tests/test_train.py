@@ -232,3 +232,33 @@ def test_epochs_set_the_number_of_steps(setup):
     assert main(run_args(setup, out, "--epochs", "1", "--export", "no")) == 0
     assert ckpt.latest_checkpoint(out).step == 3
     assert json.loads((out / "run.json").read_text())["epochs"] == 1
+
+
+def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, capsys):
+    first = setup["tmp"] / "first"
+    assert main(run_args(setup, first, "--export", "no")) == 0
+    source = ckpt.latest_checkpoint(first).path
+
+    def net_after(name: str, *extra: str) -> torch.nn.Module:
+        # lr 1e-12: the steps change nothing, so the final net is the starting net
+        out = setup["tmp"] / name
+        assert main(run_args(setup, out, "--lr", "1e-12", "--export", "no", *extra)) == 0
+        return load_transformer(ckpt.latest_checkpoint(out).path)
+
+    warm, cold = net_after("warm", "--init-from", str(source)), net_after("cold")
+    given = load_transformer(source)
+    photo = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(warm(photo), given(photo), atol=1e-5)
+        assert (cold(photo) - given(photo)).abs().max() > 1e-2  # a cold start is another net
+    assert json.loads((setup["tmp"] / "warm" / "run.json").read_text())["init_from"] == str(source)
+    assert warm.config.training["init_from"] == source.name
+    from train.export import model_card
+
+    card = str(model_card({"training": warm.config.training}, {}, []))
+    assert f"Warm start: from the weights of `{source.name}`" in card
+
+    wider = setup["tmp"] / "wider"
+    assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 2
+    err = capsys.readouterr().err
+    assert "--init-from" in err and "width 8" in err and "width 16" in err

@@ -58,6 +58,9 @@ class TrainConfig:
     vgg_width_divisor: int = 1  # >1 only with vgg_weights="random" (fast tests)
     width: int = 32  # transformer width (32 = Johnson's net; 16 = a faster, lighter one)
     residual_blocks: int = 5
+    # Start from a trained network (folder or .safetensors) instead of random weights: a
+    # photo-reconstruction net or another style. Same width and blocks; weights only.
+    init_from: str | None = None
     precision: str = "auto"  # "auto" = bf16 autocast on GPUs that support it, else fp32
     channels_last: str = "auto"  # "auto" = on CUDA only (it pays there); "on" / "off"
     compile: bool = False  # torch.compile the transformer (pays on long GPU runs)
@@ -180,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg-width-divisor", type=int, help=argparse.SUPPRESS)
     p.add_argument("--width", type=int, help=f"transformer width (default {d.width})")
     p.add_argument("--residual-blocks", type=int, help=f"default {d.residual_blocks}")
+    p.add_argument(
+        "--init-from",
+        help="start from this trained network (folder or .safetensors) instead of random "
+        "weights, e.g. a photo-reconstruction net (style weight 0) or another style",
+    )
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default auto")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], help="default auto")
     p.add_argument("--compile", type=_bool, help="torch.compile the transformer (yes/no)")

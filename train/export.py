@@ -99,6 +99,11 @@ def model_card(
     rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in hyper.items())
     images = " ".join(f"![{Path(s).stem}]({s})" for s in samples)
     name = repo_id or "PATH_OR_REPO"
+    warm_start = (
+        f"- Warm start: from the weights of `{training['init_from']}`, not random ones\n"
+        if training.get("init_from")
+        else ""
+    )
     body = f"""
 # {style.get("title", "Style")}: a feed-forward style transfer network
 
@@ -140,7 +145,7 @@ loads it as it is. No pickles.
 - Hardware: {state.get("hardware", "unknown")}, precision {state.get("precision", "fp32")}
 - Training time: {_format_seconds(float(state.get("train_seconds", 0.0)))} for
   {state.get("step", "?")} steps
-- Loss network: VGG16 (ImageNet), content layers {training.get("content_layers")}, style
+{warm_start}- Loss network: VGG16 (ImageNet), content layers {training.get("content_layers")}, style
   layers {training.get("style_layers")}; losses normalised by the size of their targets.
 """
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")

@@ -27,7 +27,7 @@ from nst.errors import NSTError
 from nst.hardware import describe
 from nst.images import load_image, save_image, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
-from nst.transformer import TransformerConfig, TransformerNet
+from nst.transformer import TransformerConfig, TransformerNet, load_transformer
 from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
 from train import data
@@ -149,6 +149,8 @@ def training_metadata(config: TrainConfig) -> dict[str, object]:
     )
     meta: dict[str, object] = {k: getattr(config, k) for k in keys}
     meta["loss_network"] = "vgg16"
+    if config.init_from:
+        meta["init_from"] = Path(config.init_from).name
     meta["optimizer"] = "adam"
     return meta
 
@@ -161,7 +163,23 @@ def build_model(config: TrainConfig) -> TransformerNet:
         style=style_metadata(config),
         training=training_metadata(config),
     )
-    return TransformerNet(net_config)
+    model = TransformerNet(net_config)
+    if config.init_from:
+        _initialise_from(model, config.init_from)
+    return model
+
+
+def _initialise_from(model: TransformerNet, path: str) -> None:
+    """Copy the weights of a trained network of the same shape (warm start)."""
+    source = load_transformer(path)
+    mine, theirs = model.config, source.config
+    if (mine.width, mine.residual_blocks) != (theirs.width, theirs.residual_blocks):
+        raise NSTError(
+            f"--init-from '{path}' is a width {theirs.width}, {theirs.residual_blocks}-block "
+            f"network; this run builds width {mine.width}, {mine.residual_blocks} blocks. "
+            "Pass the same --width and --residual-blocks, or leave --init-from out."
+        )
+    model.load_state_dict(source.state_dict())
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
