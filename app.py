@@ -337,7 +337,9 @@ class ResultFiles:
         target = self.folder / uuid.uuid4().hex / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix == ".png":
-            image.save(target, format="PNG", compress_level=1)
+            # zlib level 1 with the run-length strategy (Z_RLE = 3): faster than level 1's
+            # default strategy and a little smaller, for photo-like pictures.
+            image.save(target, format="PNG", compress_level=1, compress_type=3)
         else:
             image.save(target, format="JPEG", quality=90)
         self._prune()
