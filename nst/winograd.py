@@ -9,13 +9,13 @@ so the channel GEMMs shrink ~4x; the transforms around them are memory-bound.
 How (all float32, everything in NHWC so channels are the GEMM's contiguous axis):
 
 1. the weights are transformed once, ``U = G w G^T``, and cached (the network is frozen);
-2. the input is zero-padded to a whole number of 4x4 tiles (plus the 1-pixel halo), the
-   overlapping 6x6 tiles are gathered and transformed by one (36 x 36) matmul,
-   ``V = (B^T x B^T) d`` (a Kronecker product: one pass instead of two);
+2. the input is copied, band by band of tile rows (cache-sized, see CHUNK_BYTES), into
+   a zero-bordered buffer; the overlapping 6x6 tiles are gathered position-major and
+   transformed, ``V = B^T d B``, by two small matmuls (rows, then columns);
 3. one batched GEMM over the 36 tile positions, ``M[p] = V[p] @ U[p]``
    ((tiles x C) @ (C x K)): this is where the time goes, and where the savings are;
-4. the inverse transform ``Y = (A^T x A^T) M`` (one (16 x 36) matmul), then the tiles are
-   written into the output (with the bias) and cropped to H x W.
+4. the inverse transform ``Y = A^T M A`` (two small matmuls), then the 4x4 tiles are
+   written into the output with the bias, and cropped to H x W.
 
 Backward gives the input gradient only (the loss network's weights are frozen): the
 input gradient of a 3x3 pad-1 convolution is a 3x3 pad-1 convolution of the output
