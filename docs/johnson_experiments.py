@@ -1,0 +1,217 @@
+"""Reproduce the seed's Johnson experiments: content layer, and batch size.
+
+    python docs/johnson_experiments.py [--steps 300] [--size 160] [--width 16]
+                                       [--only content|batch] [--init-from FOLDER]
+
+Trains one style (The Starry Night by default) with the real VGG16 and ../shared/data/train,
+the same number of steps each:
+
+- content layer relu1_2 vs relu2_2 vs relu3_3 vs relu4_3 (batch 4);
+- batch size 1 vs 4 vs 8 (content relu2_2; the batch-4 run is shared with the first set).
+
+Runs go to runs/experiments/<name>/ (ignored by git). A finished run is not trained again,
+an interrupted one is resumed, so the script can be re-run to redo only the figures. Then
+every final network stylises the same held-out photos from ../shared/data/content, and one
+fixed loss (content at relu2_2, style at relu1_2/2_2/3_3/4_3, each normalised as in
+nst.losses) scores them all, whatever content layer they were trained with. Writes
+docs/experiments/{content_layer,batch_size}.jpg, results.csv and results.md, and prints the
+machine it ran on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from nst.hardware import summary  # noqa: E402
+from nst.images import load_image, to_pil, to_tensor  # noqa: E402
+from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
+from nst.transformer import load_transformer  # noqa: E402
+from nst.vgg import load_loss_network  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+OUT = ROOT / "docs" / "experiments"
+RUNS = ROOT / "runs" / "experiments"
+#: Held-out photos (not in ../shared/data/train) shown in the grids and scored.
+PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "dog.jpg", "kodim08_town_houses.png")
+STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str  # run folder
+    label: str  # row label in the grid and the table
+    content_layer: str
+    batch: int
+
+
+CONTENT_SET = [Variant(f"content_{c}", f"content {c}", c, 4) for c in STYLE_LAYERS]
+BATCH_SET = [
+    Variant("batch_1", "batch 1", "relu2_2", 1),
+    Variant("content_relu2_2", "batch 4", "relu2_2", 4),  # the same run as content relu2_2
+    Variant("batch_8", "batch 8", "relu2_2", 8),
+]
+
+
+def last_row(path: Path) -> dict[str, str]:
+    with path.open() as fh:
+        rows = list(csv.DictReader(fh))
+    return rows[-1] if rows else {}
+
+
+def finished_steps(run: Path) -> int:
+    metrics = run / "metrics.csv"
+    return int(last_row(metrics).get("step", -1)) + 1 if metrics.is_file() else 0
+
+
+def train(variant: Variant, args: argparse.Namespace) -> None:
+    """Train one variant in a subprocess (its own wall time; resumable)."""
+    run = RUNS / variant.name
+    if finished_steps(run) >= args.steps:
+        print(f"{variant.name}: already trained ({args.steps} steps)")
+        return
+    command = [
+        sys.executable, "-m", "train",
+        "--style", str(args.style), "--data", str(SHARED / "data/train"), "--out", str(run),
+        "--vgg-weights", str(args.weights), "--iterations", str(args.steps),
+        "--image-size", str(args.size), "--batch-size", str(variant.batch),
+        "--style-size", str(args.style_size), "--width", str(args.width),
+        "--content-layers", variant.content_layer, "--checkpoint-every", str(args.steps // 2),
+        "--preview-every", str(args.steps), "--progress", "yes", "--export", "no",
+    ]  # fmt: skip
+    if args.init_from:
+        command += ["--init-from", str(args.init_from)]
+    if (run / "run.json").is_file():
+        command.append("--resume")
+    print(f"{variant.name}: training {args.steps} steps")
+    subprocess.run(command, cwd=ROOT, check=True)
+
+
+def final_network(variant: Variant) -> torch.nn.Module:
+    from train.checkpoint import latest_checkpoint
+
+    found = latest_checkpoint(RUNS / variant.name)
+    if found is None:
+        raise SystemExit(f"{variant.name}: no checkpoint in {RUNS / variant.name}")
+    return load_transformer(found.path)
+
+
+def scorer(args: argparse.Namespace) -> PerceptualLoss:
+    """One fixed loss for every variant: content relu2_2, the four style layers."""
+    layers = ["relu2_2", *STYLE_LAYERS]
+    net = load_loss_network(layers, weights=str(args.weights), arch="vgg16")
+    style = to_tensor(load_image(args.style, long_side=args.style_size))
+    grams = blended_gram_targets(net, [style], list(STYLE_LAYERS))
+    return PerceptualLoss(net, ["relu2_2"], list(STYLE_LAYERS), grams, LossWeights(1, 1, 0))
+
+
+def evaluate(
+    model: torch.nn.Module, photos: list[torch.Tensor], loss: PerceptualLoss
+) -> tuple[list[Image.Image], float, float]:
+    """Stylise each photo; mean content and style loss over them."""
+    outputs, content, style = [], 0.0, 0.0
+    with torch.inference_mode():
+        for photo in photos:
+            out = model(photo).clamp(0, 1)
+            _, parts = loss(out, loss.content_targets(photo))
+            content += float(parts["content"]) / len(photos)
+            style += float(parts["style"]) / len(photos)
+            outputs.append(to_pil(out))
+    return outputs, content, style
+
+
+def grid(rows: list[tuple[str, list[Image.Image]]], path: Path, cell: int = 192) -> None:
+    """One labelled row per variant, one column per photo."""
+    label_w, pad = 120, 3
+    cols = len(rows[0][1])
+    sheet = Image.new("RGB", (label_w + cols * (cell + pad), len(rows) * (cell + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (label, images) in enumerate(rows):
+        y = r * (cell + pad)
+        draw.text((6, y + cell // 2 - 6), label, fill="black")
+        for c, image in enumerate(images):
+            thumb = image.copy()
+            thumb.thumbnail((cell, cell))
+            sheet.paste(thumb, (label_w + c * (cell + pad), y))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(path, quality=90)
+    print(f"wrote {path.relative_to(ROOT)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--size", type=int, default=160, help="training crop side")
+    parser.add_argument("--style-size", type=int, default=320)
+    parser.add_argument("--width", type=int, default=16, help="transformer width")
+    parser.add_argument("--style", type=Path, default=SHARED / "data/styles/starry_night.jpg")
+    parser.add_argument(
+        "--weights", type=Path, default=SHARED / "weights/vgg16_imagenet_features.safetensors"
+    )
+    parser.add_argument("--init-from", type=Path, help="warm start every variant from this net")
+    parser.add_argument("--only", choices=["content", "batch"])
+    parser.add_argument("--photo-size", type=int, default=256)
+    args = parser.parse_args()
+    if not args.weights.is_file():
+        raise SystemExit(f"The real VGG16 is needed: {args.weights} is missing.")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"machine: {summary(device)}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+
+    sets = {"content": CONTENT_SET, "batch": BATCH_SET}
+    chosen = {k: v for k, v in sets.items() if args.only in (None, k)}
+    variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
+    for variant in variants:
+        train(variant, args)
+
+    loss = scorer(args)
+    photo_paths = [SHARED / "data/content" / name for name in PHOTOS]
+    photos = [to_tensor(load_image(p, long_side=args.photo_size)) for p in photo_paths]
+    originals = [to_pil(p) for p in photos]
+    results = {}
+    for variant in variants:
+        images, content, style = evaluate(final_network(variant), photos, loss)
+        row = last_row(RUNS / variant.name / "metrics.csv")
+        results[variant.name] = (images, content, style, float(row["seconds"]))
+
+    table = [
+        "| experiment | variant | content loss (relu2_2) | style loss | wall time (s) |",
+        "|---|---|---|---|---|",
+    ]
+    csv_rows = []
+    for key, vs in chosen.items():
+        rows = [("photo", originals)]
+        for v in vs:
+            images, content, style, seconds = results[v.name]
+            rows.append((v.label, images))
+            table.append(f"| {key} | {v.label} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
+            csv_rows.append([key, v.label, f"{content:.4f}", f"{style:.4f}", f"{seconds:.1f}"])
+        grid(rows, OUT / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
+    setup = (
+        f"{args.steps} steps, {args.size} px crops, width {args.width}, style "
+        f"{args.style.name} at {args.style_size} px"
+        + (f", warm start from {args.init_from.name}" if args.init_from else "")
+        + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; "
+        f"{summary(device)}"
+    )
+    (OUT / "results.md").write_text(setup + "\n\n" + "\n".join(table) + "\n")
+    with (OUT / "results.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["experiment", "variant", "content_loss", "style_loss", "seconds"])
+        writer.writerows(csv_rows)
+    print(setup)
+    print("\n".join(table))
+
+
+if __name__ == "__main__":
+    main()

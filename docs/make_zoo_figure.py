@@ -1,0 +1,81 @@
+"""The README's figure of the zoo's bundled styles on photos not used in training.
+
+    python docs/make_zoo_figure.py [--size 320] [--photos tubingen.jpg golden_gate.jpg ...]
+
+One row per bundled style: the painting, then each held-out photo from
+../shared/data/content stylised by the style's Johnson network (nst.stylize), with the
+time it took. Writes docs/zoo_styles.jpg and prints the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+import zoo  # noqa: E402
+from nst.hardware import summary  # noqa: E402
+from nst.images import load_image  # noqa: E402
+from nst.stylize import stylize  # noqa: E402
+
+SHARED = ROOT.parent / "shared"
+PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "kodim04_portrait_red_hat.png", "dog.jpg")
+
+
+def fit(image: Image.Image, cell: int) -> Image.Image:
+    """Centre-crop to a square cell, so rows line up whatever the aspect ratio."""
+    side = min(image.size)
+    left, top = (image.width - side) // 2, (image.height - side) // 2
+    return image.crop((left, top, left + side, top + side)).resize((cell, cell))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=320, help="long side of each stylised photo")
+    parser.add_argument("--cell", type=int, default=200)
+    parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "zoo_styles.jpg")
+    args = parser.parse_args()
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    print(f"machine: {summary(device)}")
+
+    photos = [load_image(SHARED / "data/content" / name) for name in args.photos]
+    styles = [s for s in zoo.list_styles() if s.is_bundled]
+    cell, pad, strip = args.cell, 4, 18
+    rows = [("photo", None, [fit(p, cell) for p in photos], [""] * len(photos))]
+    for style in styles:
+        model = zoo.load(style.id, device=device, progress=False)
+        images, labels = [], []
+        for photo in photos:
+            start = time.perf_counter()
+            result = stylize(model, photo, size=args.size, device=device)
+            labels.append(f"{time.perf_counter() - start:.2f} s")
+            images.append(fit(result, cell))
+        painting = fit(load_image(style.preview_path), cell)
+        rows.append((style.title, painting, images, labels))
+        print(f"{style.id}: {', '.join(labels)} at {args.size} px")
+
+    cols = 1 + len(photos)
+    sheet = Image.new("RGB", (cols * (cell + pad), len(rows) * (cell + strip + pad)), "white")
+    draw = ImageDraw.Draw(sheet)
+    for r, (title, painting, images, labels) in enumerate(rows):
+        y = r * (cell + strip + pad)
+        if painting is not None:
+            sheet.paste(painting, (0, y))
+        draw.text((4, y + cell + 3), title, fill="black")
+        for c, (image, label) in enumerate(zip(images, labels, strict=True), start=1):
+            sheet.paste(image, (c * (cell + pad), y))
+            draw.text((c * (cell + pad) + 4, y + cell + 3), label, fill="black")
+    sheet.save(args.out, quality=88)
+    print(f"wrote {args.out} ({len(styles)} styles x {len(photos)} photos)")
+
+
+if __name__ == "__main__":
+    main()
