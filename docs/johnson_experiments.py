@@ -1,7 +1,7 @@
 """Reproduce the seed's Johnson experiments: content layer, and batch size.
 
-    python docs/johnson_experiments.py [--steps 300] [--size 160] [--width 16]
-                                       [--only content|batch] [--init-from FOLDER]
+    python docs/johnson_experiments.py [--steps 150] [--size 128] [--width 16] [--jobs 2]
+                                       [--only content|batch] [--init-from FOLDER|none]
 
 Trains one style (The Starry Night by default) with the real VGG16 and ../shared/data/train,
 the same number of steps each:
@@ -25,6 +25,7 @@ import csv
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,6 +65,11 @@ BATCH_SET = [
 ]
 
 
+def shown(path: Path) -> str:
+    """A path relative to the repo when it is inside it (no home folders in the docs)."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def last_row(path: Path) -> dict[str, str]:
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
@@ -87,15 +93,23 @@ def train(variant: Variant, args: argparse.Namespace) -> None:
         "--vgg-weights", str(args.weights), "--iterations", str(args.steps),
         "--image-size", str(args.size), "--batch-size", str(variant.batch),
         "--style-size", str(args.style_size), "--width", str(args.width),
-        "--content-layers", variant.content_layer, "--checkpoint-every", str(args.steps // 2),
-        "--preview-every", str(args.steps), "--progress", "yes", "--export", "no",
+        "--style-weight", str(args.style_weight), "--content-layers", variant.content_layer,
+        "--checkpoint-every", str(args.steps // 2),
+        "--preview-every", str(args.steps), "--progress", "no", "--export", "no",
     ]  # fmt: skip
-    if args.init_from:
+    if args.init_from and str(args.init_from) != "none":
         command += ["--init-from", str(args.init_from)]
     if (run / "run.json").is_file():
         command.append("--resume")
-    print(f"{variant.name}: training {args.steps} steps")
-    subprocess.run(command, cwd=ROOT, check=True)
+    print(f"{variant.name}: training {args.steps} steps", flush=True)
+    env = dict(os.environ)
+    if args.jobs > 1:
+        env.setdefault("OMP_NUM_THREADS", "1")
+    log = run.with_suffix(".log")
+    run.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("a") as out:
+        subprocess.run(command, cwd=ROOT, check=True, env=env, stdout=out, stderr=out)
+    print(f"{variant.name}: done (log {log.relative_to(ROOT)})", flush=True)
 
 
 def final_network(variant: Variant) -> torch.nn.Module:
@@ -151,17 +165,25 @@ def grid(rows: list[tuple[str, list[Image.Image]]], path: Path, cell: int = 192)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--size", type=int, default=160, help="training crop side")
-    parser.add_argument("--style-size", type=int, default=320)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--size", type=int, default=128, help="training crop side")
+    parser.add_argument("--style-size", type=int, default=256)
+    parser.add_argument("--style-weight", type=float, default=3.0)
     parser.add_argument("--width", type=int, default=16, help="transformer width")
     parser.add_argument("--style", type=Path, default=SHARED / "data/styles/starry_night.jpg")
     parser.add_argument(
         "--weights", type=Path, default=SHARED / "weights/vgg16_imagenet_features.safetensors"
     )
-    parser.add_argument("--init-from", type=Path, help="warm start every variant from this net")
+    parser.add_argument(
+        "--init-from",
+        type=Path,
+        default=ROOT / "runs/reconstruction/export",
+        help="warm start every variant from this net, as scripts/train_default_styles.sh "
+        "does (made by that script); 'none' = random weights",
+    )
     parser.add_argument("--only", choices=["content", "batch"])
     parser.add_argument("--photo-size", type=int, default=256)
+    parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     args = parser.parse_args()
     if not args.weights.is_file():
         raise SystemExit(f"The real VGG16 is needed: {args.weights} is missing.")
@@ -171,8 +193,10 @@ def main() -> None:
     sets = {"content": CONTENT_SET, "batch": BATCH_SET}
     chosen = {k: v for k, v in sets.items() if args.only in (None, k)}
     variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
-    for variant in variants:
-        train(variant, args)
+    # Each run in its own process; --jobs 2 keeps two single-threaded runs going at once,
+    # which on a 2-core CPU beats one two-threaded run (no OpenMP spin-waits).
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        list(pool.map(lambda v: train(v, args), variants))
 
     loss = scorer(args)
     photo_paths = [SHARED / "data/content" / name for name in PHOTOS]
@@ -200,7 +224,8 @@ def main() -> None:
     setup = (
         f"{args.steps} steps, {args.size} px crops, width {args.width}, style "
         f"{args.style.name} at {args.style_size} px"
-        + (f", warm start from {args.init_from.name}" if args.init_from else "")
+        + f", style weight {args.style_weight:g}"
+        + (f", warm start from {shown(args.init_from)}" if str(args.init_from) != "none" else "")
         + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; "
         f"{summary(device)}"
     )
