@@ -37,7 +37,7 @@ import zoo
 from nst.color import blend
 from nst.errors import NSTError
 from nst.gatys import GatysConfig, gatys_steps
-from nst.images import load_image, to_pil, to_tensor
+from nst.images import load_image, png_bytes, to_pil, to_tensor
 from nst.stylize import stylize
 from zoo.catalogue import catalogue_path
 
@@ -320,8 +320,8 @@ class ResultFiles:
     """Result images written straight into Gradio's file cache, so it serves them as is.
 
     Gradio would encode a returned PIL image itself as PNG at zlib level 6: about 1 s for
-    a megapixel on a small CPU. Level 1 is 3-4x faster for a photo-like picture and only
-    ~5 % larger; previews are JPEG. Files older than ``max_age`` seconds are removed.
+    a megapixel on a small CPU. ``nst.images.png_bytes`` takes ~0.045 s (files ~15 % larger);
+    previews are JPEG. Files older than ``max_age`` seconds are removed.
     """
 
     def __init__(self, max_age: float = 3600.0):
@@ -337,9 +337,7 @@ class ResultFiles:
         target = self.folder / uuid.uuid4().hex / name
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix == ".png":
-            # zlib level 1 with the run-length strategy (Z_RLE = 3): faster than level 1's
-            # default strategy and a little smaller, for photo-like pictures.
-            image.save(target, format="PNG", compress_level=1, compress_type=3)
+            target.write_bytes(png_bytes(image))  # ~2x faster than Pillow's PNG encoder
         else:
             image.save(target, format="JPEG", quality=90)
         self._prune()

@@ -5,8 +5,12 @@
    PNG encode, download), one at a time: the difference is the app's overhead.
 3. N concurrent requests (default 20): all must succeed; p50 / p95 latency.
 
-The model is a random network of the trained styles' architecture (same compute as a
-trained one). Run: ``.venv/bin/python benchmarks/bench_app.py`` (add ``--requests 20``).
+The server runs in its own process, as ``python app.py`` does (``--server inprocess`` runs
+it inside the benchmark instead, where the client's threads and the server's share one
+Python interpreter lock and slow each other down). The server appends the seconds of each
+model call to a file, so the overhead is per request: latency - model time. The model is a
+random network of the bundled styles' architecture (width 16: the same compute as a trained
+one). Run: ``.venv/bin/python benchmarks/bench_app.py`` (add ``--requests 20``).
 """
 
 from __future__ import annotations
@@ -82,44 +86,122 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=20, help="concurrent Johnson requests")
-    parser.add_argument("--repeats", type=int, default=5, help="sequential runs per timing")
-    parser.add_argument("--width", type=int, default=32, help="transformer width (32 = default)")
-    parser.add_argument("--concurrency", type=int, default=None, help="app's Johnson limit")
-    args = parser.parse_args()
+def timed(stylize, record):
+    """``stylize`` that passes the seconds of each call to ``record``."""
 
-    from gradio_client import Client, handle_file
-
-    import app as app_module
-    import zoo
-    from app import create_app, default_config, launch
-    from nst.stylize import stylize
-
-    # Time the model call inside the app too: overhead = latency - model time, per request,
-    # which stays meaningful even when other processes load the machine.
-    model_seconds: list[float] = []
-
-    def timed_stylize(*a, **k):
+    def call(*a, **k):
         start = time.perf_counter()
         try:
             return stylize(*a, **k)
         finally:
-            model_seconds.append(time.perf_counter() - start)
+            record(time.perf_counter() - start)
 
-    app_module.stylize = timed_stylize
+    return call
 
-    print(f"machine: {machine()}")
+
+def append_seconds(path: Path, seconds: float) -> None:
+    with path.open("a") as fh:
+        fh.write(f"{seconds}\n")
+
+
+def app_config(catalogue: Path, concurrency: int | None):
+    from dataclasses import replace
+
+    from app import default_config
+
+    config = default_config(catalogue)
+    return replace(config, johnson_concurrency=concurrency) if concurrency else config
+
+
+def serve(args: argparse.Namespace) -> int:
+    """The server process: the app as ``python app.py`` runs it, timing each model call."""
+    import app as app_module
+    from app import create_app, launch
+
+    times = Path(args.times)
+    app_module.stylize = timed(app_module.stylize, lambda t: append_seconds(times, t))
+    config = app_config(Path(args.serve), args.concurrency)
+    launch(create_app(config), server_name="127.0.0.1", server_port=args.port, quiet=True)
+    return 0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start_server(args, catalogue: Path, times: Path):
+    """(url, stop) for a server in its own process, or in this one."""
+    if args.server == "inprocess":
+        import app as app_module
+        from app import create_app, launch
+
+        app_module.stylize = timed(app_module.stylize, lambda t: times.open("a").write(f"{t}\n"))
+        demo = create_app(app_config(catalogue, args.concurrency))
+        _, url, _ = launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+        return url, demo.close
+    import subprocess
+
+    import httpx
+
+    port = free_port()
+    command = [sys.executable, __file__, "--serve", str(catalogue), "--port", str(port)]
+    command += ["--times", str(times)]
+    if args.concurrency:
+        command += ["--concurrency", str(args.concurrency)]
+    server = subprocess.Popen(command, cwd=ROOT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if server.poll() is not None or time.monotonic() > deadline:
+            server.kill()
+            raise SystemExit(f"the app server did not start on {url}")
+        time.sleep(0.5)
+
+    def stop() -> None:
+        server.terminate()
+        server.wait(timeout=30)
+
+    return url, stop
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=20, help="concurrent Johnson requests")
+    parser.add_argument("--repeats", type=int, default=5, help="sequential runs per timing")
+    parser.add_argument("--width", type=int, default=16, help="transformer width (16 = bundled)")
+    parser.add_argument("--concurrency", type=int, default=None, help="app's Johnson limit")
+    parser.add_argument("--server", choices=["process", "inprocess"], default="process")
+    parser.add_argument("--serve", help=argparse.SUPPRESS)  # the server process's catalogue
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--times", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve:
+        return serve(args)
+
+    from gradio_client import Client, handle_file
+
+    import zoo
+    from nst.stylize import stylize
+
+    print(f"machine: {machine()}; server: {args.server}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
     photo = one_megapixel_photo(tmp)
     catalogue = build_catalogue(tmp / "zoo", photo, args.width)
-    config = default_config(catalogue)
-    if args.concurrency:
-        from dataclasses import replace
-
-        config = replace(config, johnson_concurrency=args.concurrency)
+    times = tmp / "model_seconds.txt"
+    config = app_config(catalogue, args.concurrency)
     long_side = max(Image.open(photo).size)
+
+    def model_seconds() -> list[float]:
+        return [float(line) for line in times.read_text().split()] if times.exists() else []
 
     # 1. the bare model call, as a Python user of the library makes it
     model = zoo.load(STYLE_ID, device=config.device, catalogue=catalogue, progress=False)
@@ -130,8 +212,7 @@ def main() -> int:
         stylize(model, photo)
         bare.append(time.perf_counter() - start)
 
-    demo = create_app(config)
-    _, url, _ = launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+    url, stop = start_server(args, catalogue, times)
     try:
         client = Client(url, verbose=False, download_files=str(tmp / "downloads"))
         request = {
@@ -141,17 +222,18 @@ def main() -> int:
         client.predict(**request, api_name="/johnson")  # warm-up
         # 2. through the app, one request at a time
         through_app = []
-        model_seconds.clear()
+        done_before = len(model_seconds())
         for _ in range(args.repeats):
             start = time.perf_counter()
             client.predict(**request, api_name="/johnson")
             through_app.append(time.perf_counter() - start)
-        overhead = [t - m for t, m in zip(through_app, model_seconds, strict=True)]
+        in_app = model_seconds()[done_before:]
+        overhead = [t - m for t, m in zip(through_app, in_app, strict=True)]
 
         # 3. N requests at once, each from its own client (as N visitors would)
         clients = [Client(url, verbose=False, download_files=str(tmp / "dl")) for _ in range(4)]
 
-        def timed(i: int) -> tuple[float, bool]:
+        def timed_request(i: int) -> tuple[float, bool]:
             start = time.perf_counter()
             try:
                 image, _ = clients[i % len(clients)].predict(**request, api_name="/johnson")
@@ -163,10 +245,10 @@ def main() -> int:
 
         wall = time.perf_counter()
         with ThreadPoolExecutor(args.requests) as pool:
-            results = list(pool.map(timed, range(args.requests)))
+            results = list(pool.map(timed_request, range(args.requests)))
         wall = time.perf_counter() - wall
     finally:
-        demo.close()
+        stop()
 
     latencies = [t for t, _ in results]
     ok = sum(1 for _, good in results if good)
@@ -181,7 +263,7 @@ def main() -> int:
         f"Johnson concurrency {config.johnson_concurrency}",
         f"bare stylize():        median {bare_med:.3f} s  ({runs(bare)})",
         f"through the app:       median {app_med:.3f} s  ({runs(through_app)})",
-        f"model time in the app:  {runs(model_seconds[: args.repeats])}",
+        f"model time in the app:  {runs(in_app)}",
         f"app overhead per request (latency - model time): median "
         f"{statistics.median(overhead):.3f} s, max {max(overhead):.3f} s (target <= 0.300 s)",
         f"app median - bare median: {app_med - bare_med:+.3f} s (noisy on a shared machine)",

@@ -13,7 +13,15 @@ import torch
 from PIL import Image
 
 from nst.errors import NSTError
-from nst.images import load_image, open_image, resize_long_side, save_image, to_pil, to_tensor
+from nst.images import (
+    load_image,
+    open_image,
+    png_bytes,
+    resize_long_side,
+    save_image,
+    to_pil,
+    to_tensor,
+)
 
 
 def _png_bytes(img: Image.Image) -> bytes:
@@ -190,3 +198,27 @@ def test_save_image_writes_png_and_refuses_unknown_formats(tmp_path: Path) -> No
     assert out.suffix == ".png" and Image.open(out).size == (64, 48)
     with pytest.raises(NSTError, match="Could not write"):
         save_image(_gradient(), tmp_path / "result.notaformat")
+
+
+@pytest.mark.parametrize("size", [(1, 1), (333, 517), (64, 3)])
+def test_png_bytes_is_lossless_and_compresses(size: tuple[int, int]) -> None:
+    rng = np.random.default_rng(0)
+    w, h = size
+    # noise plus a gradient: every byte value, and rows that differ (the Up filter's case)
+    ramp = np.linspace(0, 200, w * h * 3).reshape(h, w, 3)
+    pixels = (ramp + rng.integers(0, 56, (h, w, 3))).astype(np.uint8)
+    image = Image.fromarray(pixels)
+    data = png_bytes(image)
+    decoded = Image.open(io.BytesIO(data))
+    decoded.load()  # Pillow checks the chunks' CRCs and the zlib stream here
+    assert decoded.mode == "RGB" and decoded.size == (w, h)
+    assert np.array_equal(np.asarray(decoded), pixels)
+    smooth = Image.fromarray(ramp.astype(np.uint8))
+    if w * h > 1000:  # a smooth picture packs well below its raw size
+        assert len(png_bytes(smooth)) < 0.5 * w * h * 3
+
+
+def test_png_bytes_converts_other_modes() -> None:
+    grey = Image.new("L", (20, 10), 128)
+    decoded = Image.open(io.BytesIO(png_bytes(grey)))
+    assert decoded.mode == "RGB" and decoded.getpixel((3, 3)) == (128, 128, 128)
