@@ -24,9 +24,10 @@ EXTRA="${EXTRA:-}"
 VGG="$SHARED/weights/vgg16_imagenet_features.safetensors"
 INIT="${INIT:-runs/reconstruction/export}"
 
-if [ ! -f "$INIT/model.safetensors" ]; then
+if [ ! -f "$INIT/model.safetensors" ]; then  # INIT is RUN_DIR/export of this run
   "$PY" -m train --style "$SHARED/data/styles/starry_night.jpg" --data "$SHARED/data/train" \
-    --out runs/reconstruction --vgg-weights "$VGG" --iterations 200 --image-size 160 \
+    --out "$(dirname "$INIT")" --vgg-weights "$VGG" --iterations "${RECON_STEPS:-200}" \
+    --image-size "${RECON_SIZE:-160}" \
     --batch-size 4 --width "$WIDTH" --lr 2e-3 --style-weight 0 --tv-weight 0 \
     --content-layers relu1_2,relu2_2 --style-layers relu1_2 --progress 0 \
     --style-id reconstruction --title "Photo reconstruction"

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Issue 6's GPU work in one device call (prepared and dry-run on CPU; never run on a GPU yet).
+#
+# Here, once:   bash scripts/gpu_session.sh --prepare
+#   copies what the GPU machine needs from ../shared into gpu_carry/ (ignored by git, ~52 MB:
+#   the VGG16 weights, the 500 training photos, 4 paintings, 4 test photos).
+# Then, with the device tool:
+#   run(command="bash scripts/gpu_session.sh", carry=["gpu_carry"], timeout_s=590)
+#   and bring back $OUT: the four exports (fp16 model + config + card + samples), metrics,
+#   the Johnson-vs-Gatys table and the training throughput on the GPU.
+# Bundle them afterwards with scripts/bundle_default_styles.py --runs <fetched>/runs.
+# Dry run on CPU (tiny): STEPS=2 SIZE=32 STYLE_SIZE=64 BENCH=0 OUT=/tmp/gpu_out bash scripts/gpu_session.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = "--prepare" ]; then
+  SRC="${SHARED:-../shared}"
+  rm -rf gpu_carry && mkdir -p gpu_carry/weights gpu_carry/data/styles gpu_carry/data/content
+  cp "$SRC/weights/vgg16_imagenet_features.safetensors" gpu_carry/weights/
+  cp -r "$SRC/data/train" gpu_carry/data/train
+  for f in starry_night.jpg great_wave.jpg the_scream.jpg composition_vii.jpg; do
+    cp "$SRC/data/styles/$f" gpu_carry/data/styles/
+  done
+  for f in tubingen.jpg golden_gate.jpg dog.jpg kodim08_town_houses.png; do
+    cp "$SRC/data/content/$f" gpu_carry/data/content/
+  done
+  grep -qx "/gpu_carry/" .git/info/exclude 2>/dev/null || echo "/gpu_carry/" >> .git/info/exclude
+  du -sh gpu_carry
+  exit 0
+fi
+
+OUT="${OUT:?the device tool sets OUT}"
+export PYTHONUNBUFFERED=1
+PY="${PY:-python3}"
+START=$(date +%s)
+BUDGET="${BUDGET:-480}"  # seconds of training before the remaining styles are skipped
+{
+  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
+  nvidia-smi --query-gpu=name,memory.total --format=csv 2>/dev/null || true
+} | tee "$OUT/device.txt"
+
+# 1. The default styles: Johnson's 256 px crops, width 32, longer than on the CPU.
+for id in starry_night great_wave the_scream composition_vii; do
+  if [ $(( $(date +%s) - START )) -gt "$BUDGET" ]; then
+    echo "time budget spent: $id and later styles skipped" | tee -a "$OUT/device.txt"
+    break
+  fi
+  SHARED=gpu_carry PY="$PY" ONLY="$id" STEPS="${STEPS:-2000}" SIZE="${SIZE:-256}" \
+    STYLE_SIZE="${STYLE_SIZE:-512}" WIDTH="${WIDTH:-32}" \
+    EXTRA="--checkpoint-every 500 --preview-every 500" \
+    INIT="runs/reconstruction_gpu/export" bash scripts/train_default_styles.sh \
+    2>&1 | tail -n 3 | tee -a "$OUT/train.log"
+done
+
+# 2. Bring back the exports and metrics (not the checkpoints).
+mkdir -p "$OUT/runs"
+for run in runs/*/; do
+  name=$(basename "$run")
+  mkdir -p "$OUT/runs/$name"
+  cp -r "$run"/export "$run"/*.csv "$run"/run.json "$run"/previews "$OUT/runs/$name/" 2>/dev/null || true
+done
+
+# 3. Benchmarks on the GPU: Johnson vs Gatys, training throughput vs a plain fp32 loop.
+if [ "${BENCH:-1}" = "1" ]; then
+  "$PY" benchmarks/bench_johnson_vs_gatys.py --model runs/starry_night/export \
+    --photo gpu_carry/data/content/tubingen.jpg --style gpu_carry/data/styles/starry_night.jpg \
+    --weights gpu_carry/weights/vgg16_imagenet_features.safetensors --gatys-cap 60 \
+    --write "$OUT/johnson_vs_gatys_gpu.md" 2>&1 | tail -n 8
+  "$PY" benchmarks/bench_train.py --device cuda --steps 20 --warmup 5 \
+    --vgg-weights gpu_carry/weights/vgg16_imagenet_features.safetensors 2>&1 \
+    | tee "$OUT/bench_train_gpu.txt" | tail -n 12
+fi
+echo "done in $(( $(date +%s) - START )) s"
