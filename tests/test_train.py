@@ -252,11 +252,11 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
         assert torch.allclose(warm(photo), given(photo), atol=1e-5)
         assert (cold(photo) - given(photo)).abs().max() > 1e-2  # a cold start is another net
     assert json.loads((setup["tmp"] / "warm" / "run.json").read_text())["init_from"] == str(source)
-    assert warm.config.training["init_from"] == source.name
+    assert warm.config.training["init_from"] == str(source)
     from train.export import model_card
 
     card = str(model_card({"training": warm.config.training}, {}, []))
-    assert f"Warm start: from the weights of `{source.name}`" in card
+    assert f"Warm start: from the weights of `{source}`" in card
 
     wider = setup["tmp"] / "wider"
     assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 2

@@ -150,7 +150,8 @@ def training_metadata(config: TrainConfig) -> dict[str, object]:
     meta: dict[str, object] = {k: getattr(config, k) for k in keys}
     meta["loss_network"] = "vgg16"
     if config.init_from:
-        meta["init_from"] = Path(config.init_from).name
+        # As given: an export folder's own name is just "export", which says nothing.
+        meta["init_from"] = str(config.init_from)
     meta["optimizer"] = "adam"
     return meta
 
