@@ -20,6 +20,7 @@ import argparse
 import statistics
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -121,7 +122,7 @@ def main() -> None:
     ]
     for size in args.sizes:
         johnson = johnson_seconds(model, photo, size, args.device, args.repeats)
-        cfg = GatysConfig(**{**config.__dict__, "size": size})
+        cfg = replace(config, size=size)
         gatys, ran, estimated = gatys_seconds(photo, style, cfg, net, args.device, cap)
         note = f" (est.; {ran} of {cfg.iterations} it run)" if estimated else ""
         row = f"| {size} px | {johnson:.3f} s | {gatys:.1f} s{note} | {gatys / johnson:,.0f}x |"
