@@ -15,17 +15,58 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 
 from nst.vgg import LossNetwork
 
 _EPS = 1e-12
 
 
+class _Gram(torch.autograd.Function):
+    """``G = F F^T / n`` with a backward of one GEMM.
+
+    Autograd's own backward of ``bmm(flat, flat^T)`` computes two products (one per
+    operand), transposes one and adds them: three passes over the features. With
+    ``dF = (dG + dG^T) F / n`` it is one product. On channels_last features (the loss
+    network's layout) both products run on the (HW, C) matrix as it lies in memory, and
+    the gradient comes back channels_last, so the ReLU backward and the gradient from
+    the next layer meet in one layout.
+    """
+
+    @staticmethod
+    def forward(ctx, features: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        b, c, h, w = features.shape
+        rows = _rows(features)  # (B, HW, C), a view
+        gram = torch.bmm(rows.transpose(1, 2), rows) / (c * h * w)
+        ctx.save_for_backward(features)
+        ctx.compute_dtype = gram.dtype  # autocast may have lowered it; backward follows
+        return gram
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_gram: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        (features,) = ctx.saved_tensors
+        b, c, h, w = features.shape
+        sym = (grad_gram + grad_gram.transpose(1, 2)).to(ctx.compute_dtype) / (c * h * w)
+        rows = _rows(features).to(ctx.compute_dtype)
+        grad_rows = torch.bmm(rows, sym)  # (B, HW, C) contiguous: channels_last
+        grad = grad_rows.transpose(1, 2).reshape(b, c, h, w)
+        if not features.is_contiguous(memory_format=torch.channels_last):
+            grad = grad.contiguous()
+        return grad.to(features.dtype)
+
+
+def _rows(features: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, HW, C): a view for channels_last, else a transposed view."""
+    b, c, h, w = features.shape
+    if features.is_contiguous(memory_format=torch.channels_last):
+        return features.permute(0, 2, 3, 1).reshape(b, h * w, c)
+    return features.reshape(b, c, h * w).transpose(1, 2)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(B, C, H, W) -> (B, C, C), normalised by C * H * W so image size does not matter."""
-    b, c, h, w = features.shape
-    flat = features.reshape(b, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+    return _Gram.apply(features)
 
 
 def content_loss(features: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -77,3 +77,20 @@ def test_perceptual_loss_combines_weighted_terms() -> None:
     assert out.grad is not None and out.grad.abs().sum() > 0
     _, at_content = loss(content, targets)
     assert at_content["content"] == 0
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_gram_backward_matches_autograd_of_the_definition(channels_last: bool) -> None:
+    """The one-GEMM backward gives autograd's gradient, in the input's memory format."""
+    f = torch.randn(2, 5, 4, 3, dtype=torch.float64)
+    if channels_last:
+        f = f.contiguous(memory_format=torch.channels_last)
+    target = torch.randn(2, 5, 5, dtype=torch.float64)
+    x = f.clone().requires_grad_(True)
+    (gram_matrix(x) * target).sum().backward()
+    y = f.clone().requires_grad_(True)
+    flat = y.reshape(2, 5, 12)
+    ((flat @ flat.transpose(1, 2) / 60) * target).sum().backward()
+    torch.testing.assert_close(x.grad, y.grad)
+    assert x.grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+    assert torch.autograd.gradcheck(gram_matrix, (f[:1, :3, :2, :2].clone().requires_grad_(True),))
