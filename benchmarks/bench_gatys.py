@@ -41,7 +41,7 @@ from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
 from nst.vgg import layer_names, load_loss_network  # noqa: E402
-from nst.winograd import Conv3x3, auto_uses_winograd  # noqa: E402
+from nst.winograd import TILES, Conv3x3, auto_uses_winograd, tile_for  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
@@ -132,11 +132,13 @@ def conv_modes(args, nets: dict[str, torch.nn.Module]) -> None:
 
 
 def layer_benchmark(args, net: torch.nn.Module) -> None:
-    """Direct vs Winograd per layer (forward + input backward) at the largest size."""
+    """Direct vs Winograd F(4,3) vs F(6,3) per layer (conv + ReLU, forward + input
+    backward) at the largest size: the measurement behind nst.winograd.auto_tile."""
     size = max(args.sizes)
     content = to_tensor(load_image(args.content, size))
     h, w = content.shape[-2:]
-    print(f"\n1c. per layer at {size} px ({w}x{h} image), forward + input backward, ms")
+    print(f"\n1c. per layer at {size} px ({w}x{h} image), conv + ReLU forward + input backward")
+    print("    min ms over interleaved rounds (speed-up over direct)")
     for name, module in zip(net.names, net.features, strict=True):
         if name.startswith("pool"):
             h, w = h // 2, w // 2
@@ -145,23 +147,25 @@ def layer_benchmark(args, net: torch.nn.Module) -> None:
         c, k = module.in_channels, module.out_channels
         x = torch.randn(1, c, h, w).contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
+        variants = {"direct": (False, 4), **{f"F({t},3)": (True, t) for t in TILES}}
 
-        def run(winograd: bool, module=module, x=x):
+        def run(winograd: bool, tile: int, x=x, module=module, c=c, k=k):
+            conv = Conv3x3(c, k, winograd, tile).requires_grad_(False)
+            conv.load_state_dict(module.state_dict())  # its own cache of transformed weights
+
             def go() -> None:
-                module.winograd = winograd
-                y = module(x)
+                y = conv(x, relu=True)
                 y.backward(torch.ones_like(y))
                 x.grad = None
 
             return go
 
-        times = interleaved({"direct": run(False), "winograd": run(True)}, args.repeats)
-        d, wg = min(times["direct"]), min(times["winograd"])
-        auto = "winograd" if auto_uses_winograd(c, k) else "direct"
-        print(
-            f"  {name:8s} {c:3d}->{k:3d} {h:3d}x{w:3d}: direct {d * 1e3:7.1f}, "
-            f"winograd {wg * 1e3:7.1f} ({d / wg:.2f}x); auto: {auto}"
-        )
+        runs = {label: run(*variant) for label, variant in variants.items()}
+        times = interleaved(runs, args.repeats)
+        d = min(times["direct"])
+        parts = ", ".join(f"{n} {min(t) * 1e3:6.1f} ({d / min(t):.2f}x)" for n, t in times.items())
+        auto = f"F({tile_for(h, w)},3)" if auto_uses_winograd(c, k) else "direct"
+        print(f"  {name:8s} {c:3d}->{k:3d} {h:3d}x{w:3d}: {parts}; auto: {auto}")
 
 
 def curve(content: Path, style: Path, config: GatysConfig, stop_below: float | None):

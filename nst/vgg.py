@@ -183,13 +183,30 @@ class LossNetwork(nn.Module):
             )
         x = (image - self.mean) / self.std
         out: dict[str, torch.Tensor] = {}
-        for name, module in zip(self.names, self.features, strict=True):
-            x = module(x)
+        modules = list(zip(self.names, self.features, strict=True))
+        i = 0
+        while i < len(modules) and len(out) < len(wanted):
+            name, module = modules[i]
+            if self._fuses_relu(i, wanted):
+                # conv + ReLU in one pass (the conv's own output is not asked for)
+                x = module(x, relu=True)
+                i += 1
+                name = modules[i][0]
+            else:
+                x = module(x)
             if name in wanted:
                 out[name] = x
-                if len(out) == len(wanted):
-                    break
+            i += 1
         return out
+
+    def _fuses_relu(self, index: int, wanted: set[str]) -> bool:
+        module = self.features[index]
+        return (
+            isinstance(module, Conv3x3)
+            and index + 1 < len(self.names)
+            and isinstance(self.features[index + 1], nn.ReLU)
+            and self.names[index] not in wanted
+        )
 
 
 def _depth_for(arch: str, layers: Iterable[str]) -> int:

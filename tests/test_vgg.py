@@ -107,3 +107,30 @@ def test_real_vgg16_loads_and_sees_structure(real_vgg16: Path) -> None:
     stripes[..., ::4, :] = 1.0
     a, b = net(flat, ["relu1_2"])["relu1_2"], net(stripes, ["relu1_2"])["relu1_2"]
     assert b.mean() > 2 * a.mean()  # edge detectors respond to edges, not to grey
+
+
+@pytest.mark.parametrize("conv", ["direct", "winograd"])
+def test_fused_conv_relu_gives_the_layer_by_layer_activations(conv: str) -> None:
+    """The forward fuses each conv with its ReLU unless the conv's own output is asked for;
+    every activation and the input gradient equal running the modules one by one."""
+    net = load_loss_network(["relu3_1"], weights="random", width_divisor=8, conv=conv)
+    x = torch.rand(1, 3, 36, 44, generator=torch.Generator().manual_seed(0))
+    layers = ["conv1_2", "relu1_2", "relu2_1", "conv3_1", "relu3_1"]
+
+    def by_hand(image: torch.Tensor) -> dict[str, torch.Tensor]:
+        h, out = (image - net.mean) / net.std, {}
+        for name, module in zip(net.names, net.features, strict=True):
+            h = module(h)
+            out[name] = h
+        return {n: out[n] for n in layers}
+
+    image = x.clone().requires_grad_(True)
+    fused = net(image, layers)
+    sum(f.square().sum() for f in fused.values()).backward()
+    reference_image = x.clone().requires_grad_(True)
+    reference = by_hand(reference_image)
+    sum(f.square().sum() for f in reference.values()).backward()
+    for name in layers:
+        torch.testing.assert_close(fused[name], reference[name], rtol=1e-4, atol=1e-5)
+    assert fused["conv3_1"].min() < 0 <= fused["relu3_1"].min()  # conv output kept pre-ReLU
+    torch.testing.assert_close(image.grad, reference_image.grad, rtol=1e-3, atol=1e-5)

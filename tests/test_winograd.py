@@ -42,16 +42,18 @@ def _conv_and_grad(conv, x: torch.Tensor, grad: torch.Tensor):
     return y, gx
 
 
+@pytest.mark.parametrize("tile", winograd.TILES)
+@pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize(
     ("batch", "c", "k", "h", "w", "channels_last"),
     [
         (1, 3, 8, 37, 53, False),  # odd sizes, RGB input
         (2, 16, 24, 37, 53, True),  # batch 2, channels_last, C != K
-        (2, 8, 8, 16, 16, False),  # the smallest supported size, whole tiles
+        (2, 8, 8, 24, 24, False),  # whole tiles of 4 and of 6
         (1, 32, 16, 18, 23, True),
     ],
 )
-def test_single_conv_matches_direct(batch, c, k, h, w, channels_last) -> None:
+def test_single_conv_matches_direct(batch, c, k, h, w, channels_last, relu, tile) -> None:
     gen = torch.Generator().manual_seed(c * 100 + k)
     x = torch.randn(batch, c, h, w, generator=gen)
     if channels_last:
@@ -59,22 +61,28 @@ def test_single_conv_matches_direct(batch, c, k, h, w, channels_last) -> None:
     weight = torch.randn(k, c, 3, 3, generator=gen) / (9 * c) ** 0.5
     bias = torch.randn(k, generator=gen)
     grad = torch.randn(batch, k, h, w, generator=gen)
-    y, gx = _conv_and_grad(lambda t: winograd_conv2d(t, weight, bias), x, grad)
-    y0, gx0 = _conv_and_grad(lambda t: F.conv2d(t, weight, bias, padding=1), x, grad)
+
+    def direct(t: torch.Tensor) -> torch.Tensor:
+        y = F.conv2d(t, weight, bias, padding=1)
+        return torch.relu(y) if relu else y
+
+    y, gx = _conv_and_grad(lambda t: winograd_conv2d(t, weight, bias, tile, relu), x, grad)
+    y0, gx0 = _conv_and_grad(direct, x, grad)
     assert y.shape == y0.shape and gx.shape == gx0.shape == x.shape
     assert _relative(y, y0) < LAYER_TOL
     assert _relative(gx, gx0) < LAYER_TOL
 
 
-def test_bands_of_tile_rows_match_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("tile", winograd.TILES)
+def test_bands_of_tile_rows_match_one_block(monkeypatch: pytest.MonkeyPatch, tile: int) -> None:
     """Large maps are convolved in bands (and per image): seams and halos must be exact."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randn(2, 8, 41, 30, generator=gen)
     weight = torch.randn(8, 8, 3, 3, generator=gen)
     bias = torch.randn(8, generator=gen)
-    whole = winograd_conv2d(x, weight, bias)
+    whole = winograd_conv2d(x, weight, bias, tile)
     monkeypatch.setattr(winograd, "CHUNK_BYTES", 1)  # one tile row per band
-    banded = winograd_conv2d(x, weight, bias)
+    banded = winograd_conv2d(x, weight, bias, tile)
     direct = F.conv2d(x, weight, bias, padding=1)
     assert _relative(banded, direct) < LAYER_TOL
     assert _relative(banded, whole) < LAYER_TOL
@@ -91,6 +99,30 @@ def test_weights_that_need_gradients_are_refused_or_run_direct() -> None:
     assert conv.weight.grad is not None
     conv.requires_grad_(False)
     assert conv.uses_winograd(x) and not conv.uses_winograd(x.double())
+
+
+def test_f43_matrices_are_lavin_and_grays() -> None:
+    """The Cook-Toom construction gives the published F(4x4, 3x3) transforms (up to the
+    sign of a row of B^T with the matching row of G, which leaves the product alone)."""
+    bt, g, at = (np.array(m) for m in winograd.winograd_matrices(4))
+    lavin_bt = np.array(
+        [
+            [4, 0, -5, 0, 1, 0],
+            [0, -4, -4, 1, 1, 0],
+            [0, 4, -4, -1, 1, 0],
+            [0, -2, -1, 2, 1, 0],
+            [0, 2, -1, -2, 1, 0],
+            [0, 4, 0, -5, 0, 1],
+        ]
+    )
+    signs = np.sign((bt * lavin_bt).sum(axis=1))
+    np.testing.assert_array_equal(bt * signs[:, None], lavin_bt)
+    np.testing.assert_allclose(g[1] * signs[1], [-1 / 6, -1 / 6, -1 / 6])
+    np.testing.assert_array_equal(at[3], [0, 1, -1, 8, -8, 1])
+    with pytest.raises(NSTError, match="tile"):
+        winograd.winograd_matrices(8)
+    with pytest.raises(NSTError, match="tile"):
+        Conv3x3(4, 4, winograd=True, tile=5)
 
 
 def test_transformed_weights_follow_weight_changes() -> None:
@@ -192,3 +224,16 @@ def test_short_gatys_run_gives_nearly_the_same_loss() -> None:
     # L-BFGS amplifies the ~1e-6 differences a little every step (0.36% after 10, measured)
     for a, b in zip(wino, direct, strict=True):
         assert abs(a - b) < 1e-2 * b, (wino, direct)
+
+
+def test_tile_is_chosen_by_the_size_of_the_map() -> None:
+    """F(6,3) where the map has enough tiles for fast GEMMs, F(4,3) on small maps; either
+    way the module's output is the convolution's."""
+    assert winograd.tile_for(48, 64) == 6  # conv4 of a 512x384 photo: 8 x 11 tiles of 6
+    assert winograd.tile_for(24, 32) == 4  # conv5: 4 x 6 tiles of 6 are too few
+    conv = Conv3x3(8, 8, winograd=True).requires_grad_(False)
+    for h, w in ((20, 24), (50, 60)):
+        x = torch.randn(1, 8, h, w, generator=torch.Generator().manual_seed(h))
+        y = conv(x)
+        assert conv._transformed is not None and conv._transformed.key[-1] == winograd.tile_for(h, w)
+        assert _relative(y, F.conv2d(x, conv.weight, conv.bias, padding=1)) < LAYER_TOL
