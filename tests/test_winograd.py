@@ -235,5 +235,6 @@ def test_tile_is_chosen_by_the_size_of_the_map() -> None:
     for h, w in ((20, 24), (50, 60)):
         x = torch.randn(1, 8, h, w, generator=torch.Generator().manual_seed(h))
         y = conv(x)
-        assert conv._transformed is not None and conv._transformed.key[-1] == winograd.tile_for(h, w)
+        assert conv._transformed is not None
+        assert conv._transformed.key[-1] == winograd.tile_for(h, w)
         assert _relative(y, F.conv2d(x, conv.weight, conv.bias, padding=1)) < LAYER_TOL
