@@ -169,15 +169,32 @@ def layer_benchmark(args, net: torch.nn.Module) -> None:
 
 
 def curve(content: Path, style: Path, config: GatysConfig, stop_below: float | None):
-    """(seconds, iteration, stage size, total loss) rows; stops early below a loss."""
+    """(seconds, iteration, stage size, total loss, cost) rows; stops early below a loss.
+
+    cost: work done so far in full-size iterations (a stage at half the long side costs a
+    quarter per iteration), a measure that machine noise does not touch.
+    """
     rows = []
     state = {"stop": False}
+    cost, last_iteration = 0.0, 0
     for p in gatys_steps(content, [style], config, should_stop=lambda: state["stop"]):
-        rows.append((p.seconds, p.iteration, max(p.size), p.losses.get("total", float("nan"))))
+        cost += (p.iteration - last_iteration) * (max(p.size) / config.size) ** 2
+        last_iteration = p.iteration
+        total = p.losses.get("total", float("nan"))
+        rows.append((p.seconds, p.iteration, max(p.size), total, round(cost, 2)))
         full = max(p.size) == config.size
-        if stop_below is not None and full and p.losses.get("total", 1e9) <= stop_below:
+        if stop_below is not None and full and total <= stop_below:
             state["stop"] = True
     return rows
+
+
+def calibration() -> float:
+    """This machine's fp32 matmul rate right now (GFLOP/s, best of 5 2048^3 products): on
+    a shared VM it drifts by tens of percent, and every timing with it."""
+    a = torch.randn(2048, 2048)
+    a @ a
+    best = min(timed(lambda: a @ a) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
 
 
 def main() -> None:
@@ -207,6 +224,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print("machine:", machine())
+    print(f"calibration at start: fp32 matmul {calibration():.0f} GFLOP/s")
 
     def net(conv: str | None = None) -> torch.nn.Module:
         loss_net = load_loss_network(LAYERS, weights=args.weights, conv=conv)
@@ -220,9 +238,9 @@ def main() -> None:
     if args.layers:
         layer_benchmark(args, net("direct"))
 
-    if args.curve_size <= 0:
-        return
-    loss_curves(args)
+    if args.curve_size > 0:
+        loss_curves(args)
+    print(f"\ncalibration at end: fp32 matmul {calibration():.0f} GFLOP/s")
 
 
 def plain_vs_ours(args, ours: torch.nn.Module) -> None:
@@ -253,15 +271,26 @@ def loss_curves(args) -> None:
     if reached:
         print(
             f"  defaults ({defaults.scales} scales): reach {target:.4f} after {reached[0]:.1f} s "
-            f"({reached[1]} iterations, all stages) = {reached[0] / t_plain:.2f} of the plain time"
+            f"({reached[1]} iterations, all stages) = {reached[0] / t_plain:.2f} of the plain "
+            f"time; work: {reached[4]:.1f} full-size iterations (plain: 100)"
         )
     else:
         print(f"  defaults did not reach {target:.4f} within {defaults.iterations} iterations")
+    # Each stage's loss is measured at its own size; the jump at the start of a stage is
+    # what upsampling the previous stage's result costs at the new size.
+    for stage_size in sorted({r[2] for r in ours_rows}):
+        stage = [r for r in ours_rows if r[2] == stage_size]
+        print(
+            f"  defaults, {stage_size} px stage: loss {stage[0][3]:.3f} at its first report "
+            f"(iteration {stage[0][1]}) -> {stage[-1][3]:.3f} at iteration {stage[-1][1]}"
+        )
     out = ROOT / "benchmarks/results"
     out.mkdir(parents=True, exist_ok=True)
     with open(out / f"gatys_curve_{size}.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["run", "seconds", "iteration", "stage_long_side", "total_loss"])
+        writer.writerow(
+            ["run", "seconds", "iteration", "stage_long_side", "total_loss", "full_size_work"]
+        )
         writer.writerows(("plain", *r) for r in plain_rows)
         writer.writerows(("defaults", *r) for r in ours_rows)
     print(f"  curve: {out / f'gatys_curve_{size}.csv'}")
