@@ -197,15 +197,20 @@ def calibration() -> float:
     return 2 * 2048**3 / best / 1e9
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
-    )
+def add_inputs(parser: argparse.ArgumentParser) -> None:
+    """--weights, --content and --style, defaulting to the files in ../shared."""
     parser.add_argument(
         "--weights", default=str(SHARED / "weights/vgg16_imagenet_features.safetensors")
     )
     parser.add_argument("--content", default=str(SHARED / "data/content/tubingen.jpg"))
     parser.add_argument("--style", default=str(SHARED / "data/styles/starry_night.jpg"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    add_inputs(parser)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--curve-size", type=int, default=512, help="0 skips the curve")

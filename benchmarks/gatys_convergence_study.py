@@ -31,13 +31,12 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from benchmarks.bench_gatys import add_inputs  # noqa: E402
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
 from nst.vgg import load_loss_network  # noqa: E402
-
-SHARED = ROOT.parent / "shared"
 
 
 def lbfgs_losses(
@@ -131,11 +130,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
     )
-    parser.add_argument(
-        "--weights", default=str(SHARED / "weights/vgg16_imagenet_features.safetensors")
-    )
-    parser.add_argument("--content", default=str(SHARED / "data/content/tubingen.jpg"))
-    parser.add_argument("--style", default=str(SHARED / "data/styles/starry_night.jpg"))
+    add_inputs(parser)
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--evals", type=int, default=100)
     args = parser.parse_args()
