@@ -1,21 +1,22 @@
-"""Winograd F(4x4, 3x3) convolution for the frozen loss network on CPU.
+"""Winograd F(4x4, 3x3) and F(6x6, 3x3) convolution for the frozen loss network on CPU.
 
-Why: one Gatys iteration is ~300 GFLOP of 3x3 stride-1 convolutions, and on an AVX2
-CPU oneDNN runs them as direct/GEMM convolutions close to the matmul peak; only fewer
-FLOPs make it faster. Winograd minimal filtering (Lavin & Gray 2015) computes each 4x4
-output tile from a 6x6 input tile with 36 multiplies per channel pair instead of 144,
-so the channel GEMMs shrink ~4x; the transforms around them are memory-bound.
+Why: one Gatys iteration is ~230 GFLOP of 3x3 stride-1 convolutions at 512x384, and on
+an AVX2 CPU oneDNN runs them as direct/GEMM convolutions close to the matmul peak; only
+fewer FLOPs make it faster. Winograd minimal filtering (Lavin & Gray 2015) computes each
+m x m output tile from an (m+2) x (m+2) input tile: per channel pair 36 multiplies for 16
+outputs with m = 4 (instead of 144), 64 for 36 outputs with m = 6 (instead of 324), so
+the channel GEMMs shrink 4x or 5x; the transforms around them are memory-bound.
 
 How (all float32, everything in NHWC so channels are the GEMM's contiguous axis):
 
 1. the weights are transformed once, ``U = G w G^T``, and cached (the network is frozen);
 2. the input is copied, band by band of tile rows (cache-sized, see CHUNK_BYTES), into
-   a zero-bordered buffer; the overlapping 6x6 tiles are gathered position-major and
+   a zero-bordered buffer; the overlapping input tiles are gathered position-major and
    transformed, ``V = B^T d B``, by two small matmuls (rows, then columns);
-3. one batched GEMM over the 36 tile positions, ``M[p] = V[p] @ U[p]``
+3. one batched GEMM over the (m+2)^2 tile positions, ``M[p] = V[p] @ U[p]``
    ((tiles x C) @ (C x K)): this is where the time goes, and where the savings are;
-4. the inverse transform ``Y = A^T M A`` (two small matmuls), then the 4x4 tiles are
-   written into the output with the bias, and cropped to H x W.
+4. the inverse transform ``Y = A^T M A`` (two small matmuls), then the m x m tiles are
+   written into the output with the bias (and the ReLU, when fused), cropped to H x W.
 
 Backward gives the input gradient only (the loss network's weights are frozen): the
 input gradient of a 3x3 pad-1 convolution is a 3x3 pad-1 convolution of the output
@@ -23,7 +24,7 @@ gradient with the kernel flipped spatially and its in/out channels swapped, so i
 through the same path with a second pre-transformed weight. Double backward is not
 supported (it is not needed for Gatys or Johnson training).
 
-Accuracy: fp32 F(4,3) differs from direct convolution by ~1e-6..1e-5 of the
+Accuracy: fp32 F(4,3) and F(6,3) differ from direct convolution by ~1e-6..1e-5 of the
 activations' scale per layer (see tests/test_winograd.py for the measured bounds).
 """
 
@@ -42,10 +43,11 @@ from nst.errors import NSTError
 
 TILES = (4, 6)  # output tile sides m supported: F(4x4, 3x3) and F(6x6, 3x3)
 DEFAULT_TILE = 4
-#: F(6,3) needs 44% fewer multiplies than F(4,3) but has 2.25x fewer, larger tiles: on a
-#: small map its GEMMs get too few rows to run fast. Measured on the 2-core EPYC (2
-#: threads, conv + ReLU forward + input backward, 512x384 photo): F(6,3) over F(4,3)
-#: 1.10-1.25x on conv2_2..conv4_3 (88+ tiles of 6), 0.85x on conv5_1 (24 tiles).
+#: F(6,3) needs 21% fewer multiplies per output than F(4,3) and moves 21% less data, but
+#: has 2.25x fewer tiles: on a small map its GEMMs get too few rows to run fast. Measured
+#: on the 2-core EPYC (`bench_gatys.py --layers`, 2 threads, conv + ReLU forward + input
+#: backward, 512x384 photo): F(6,3) over F(4,3) 0.96-1.20x (median 1.06x) on
+#: conv2_2..conv4_3 (88+ tiles of 6), 0.81x on conv5_1 (24 tiles).
 MIN_TILES_FOR_F6 = 64
 
 
