@@ -13,11 +13,13 @@
    ratio of the times. Curves go to benchmarks/results/gatys_curve_<size>.csv.
 
 Between 1 and 2, "1b" times the same iteration for each ``--conv-modes`` of
-``load_loss_network(conv=...)`` (direct = oneDNN, winograd = F(4,3) everywhere, auto =
-Winograd where it wins), interleaved round by round so that load from other processes
-hits every mode alike. ``--layers`` adds a per-layer micro-benchmark (direct vs Winograd,
-forward + input backward, each VGG16 layer at its size for the largest ``--sizes``): the
-measurement behind nst.winograd.AUTO_MIN_IN_CHANNELS.
+``load_loss_network(conv=...)`` (direct = oneDNN, winograd = Winograd everywhere, auto =
+Winograd where it wins; the tile, F(4,3) or F(6,3), is picked by map size), interleaved
+round by round so that load from other processes hits every mode alike. ``--layers`` adds
+a per-layer micro-benchmark (direct vs F(4,3) vs F(6,3), conv + ReLU forward + input
+backward, each VGG16 layer at its size for the largest ``--sizes``): the measurement behind
+nst.winograd.AUTO_MIN_IN_CHANNELS and MIN_TILES_FOR_F6. A 2048^3 matmul rate is printed at
+the start and the end: this shared VM's speed drifts, and every timing with it.
 """
 
 from __future__ import annotations
@@ -133,7 +135,7 @@ def conv_modes(args, nets: dict[str, torch.nn.Module]) -> None:
 
 def layer_benchmark(args, net: torch.nn.Module) -> None:
     """Direct vs Winograd F(4,3) vs F(6,3) per layer (conv + ReLU, forward + input
-    backward) at the largest size: the measurement behind nst.winograd.auto_tile."""
+    backward) at the largest size: the measurement behind nst.winograd's auto choices."""
     size = max(args.sizes)
     content = to_tensor(load_image(args.content, size))
     h, w = content.shape[-2:]

@@ -326,12 +326,12 @@ def winograd_conv2d(
 
 
 # Which convolutions "auto" runs by Winograd, decided by measurement on the 2-core AVX2
-# EPYC (`benchmarks/bench_gatys.py --layers --threads 1`, forward + input backward of each
-# VGG16 layer of a 512x384 photo, interleaved with oneDNN's direct conv), Winograd/direct
-# speed-up: conv1_1 (3->64) 0.23x (3 input channels: transforms, no GEMM to save),
-# conv1_2 (64->64) 0.81x (the transforms of 384x512x64 maps are memory-bound), conv2_1
-# (64->128) 1.02x, conv2_2 1.14x, conv3_1 1.47x, conv3_2/3 1.8-2.2x, conv4_x 1.9-2.5x,
-# conv5_1 2.1x. So Winograd from 128 input channels on.
+# EPYC (`benchmarks/bench_gatys.py --layers`, 2 threads, conv + ReLU forward + input
+# backward of each VGG16 layer of a 512x384 photo, interleaved with oneDNN's direct conv),
+# best Winograd tile over direct: conv1_1 (3->64) 0.49x (3 input channels: transforms, no
+# GEMM to save), conv1_2 (64->64) 0.76x (the transforms of 384x512x64 maps are
+# memory-bound), conv2_1 (64->128) 0.83x, conv2_2 1.28x, conv3_1 1.34x, conv3_x 1.6-1.7x,
+# conv4_x 2.3-2.6x, conv5_1 2.1x. So Winograd from 128 input channels on.
 AUTO_MIN_IN_CHANNELS = 128
 
 
