@@ -183,19 +183,16 @@ class LossNetwork(nn.Module):
             )
         x = (image - self.mean) / self.std
         out: dict[str, torch.Tensor] = {}
-        modules = list(zip(self.names, self.features, strict=True))
         i = 0
-        while i < len(modules) and len(out) < len(wanted):
-            name, module = modules[i]
+        while len(out) < len(wanted):
             if self._fuses_relu(i, wanted):
                 # conv + ReLU in one pass (the conv's own output is not asked for)
-                x = module(x, relu=True)
+                x = self.features[i](x, relu=True)
                 i += 1
-                name = modules[i][0]
             else:
-                x = module(x)
-            if name in wanted:
-                out[name] = x
+                x = self.features[i](x)
+            if self.names[i] in wanted:
+                out[self.names[i]] = x
             i += 1
         return out
 
@@ -235,9 +232,9 @@ def load_loss_network(
     ``arch`` is the preferred network when downloading; a weights file decides for
     itself. ``weights="random"`` builds a He-initialised network (``width_divisor``
     shrinks it for fast tests). ``conv`` picks how the 3x3 convolutions run on CPU:
-    "auto" (Winograd F(4,3) for the wide layers where it measured faster), "winograd"
-    (every layer) or "direct" (oneDNN, the previous behaviour); None reads the
-    environment variable ``NST_CONV``, else "auto". CUDA always uses cuDNN.
+    "auto" (Winograd for the wide layers where it measured faster, F(4,3) or F(6,3) by
+    map size), "winograd" (every layer) or "direct" (oneDNN, the previous behaviour); None
+    reads the environment variable ``NST_CONV``, else "auto". CUDA always uses cuDNN.
     """
     layers = list(layers)
     conv = resolve_conv_mode(conv)

@@ -121,15 +121,11 @@ CONV_MODES = ("auto", "direct", "winograd")
 ENV_CONV = "NST_CONV"
 
 
-_MATRICES: dict[tuple[str, int, str], torch.Tensor] = {}
-
-
+@functools.cache
 def _matrix(name: str, tile: int, device: torch.device) -> torch.Tensor:
-    key = (name, tile, str(device))
-    if key not in _MATRICES:
-        bt, _, at = winograd_matrices(tile)
-        _MATRICES[key] = torch.tensor(bt if name == "BT" else at, device=device)
-    return _MATRICES[key]
+    """B^T ("BT") or A^T ("AT") of F(tile, 3) as a tensor on ``device``, made once."""
+    bt, _, at = winograd_matrices(tile)
+    return torch.tensor(bt if name == "BT" else at, device=device)
 
 
 def _transform(matrix: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
