@@ -21,6 +21,7 @@ RESUMABLE_OVERRIDES = frozenset(
     {
         "iterations",
         "epochs",
+        "max_minutes",
         "checkpoint_every",
         "preview_every",
         "keep_checkpoints",
@@ -43,6 +44,9 @@ class TrainConfig:
     out: str = ""  # RUN_DIR: checkpoints, previews, metrics, export
     iterations: int = 40_000  # optimiser steps (Johnson: 2 epochs of COCO at batch 4)
     epochs: float | None = None  # when set, iterations = epochs over the data (all processes)
+    # Stop (checkpoint, export) once this much training time is spent, resumes included:
+    # a CPU-hour budget instead of a step count. None = run all the iterations.
+    max_minutes: float | None = None
     image_size: int = 256  # side of the square random crops
     batch_size: int = 4  # per process; torchrun multiplies it by the number of processes
     style_size: int = 512  # long side of the style image when its Gram matrices are taken
@@ -108,6 +112,10 @@ class TrainConfig:
                 )
         if self.image_size < 32:
             raise NSTError(f"--image-size {self.image_size} is too small: use at least 32 px.")
+        if self.val_count < 0:
+            raise NSTError(f"--val-count must be 0 (no validation) or more, not {self.val_count}.")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise NSTError(f"--max-minutes must be positive, not {self.max_minutes}.")
         if self.lr <= 0:
             raise NSTError(f"--lr must be positive, not {self.lr}.")
         for name in ("content_weight", "style_weight", "tv_weight"):
@@ -165,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--iterations", type=int, help=f"optimiser steps (default {d.iterations})")
     p.add_argument("--epochs", type=float, help="alternative to --iterations: passes over --data")
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        help="stop after this many minutes of training (resumes included), then checkpoint "
+        "and export: a time budget instead of a step count",
+    )
     p.add_argument("--image-size", type=int, help=f"crop side in px (default {d.image_size})")
     p.add_argument("--batch-size", type=int, help=f"per process (default {d.batch_size})")
     p.add_argument("--style-size", type=int, help=f"style long side px (default {d.style_size})")

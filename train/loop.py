@@ -341,7 +341,8 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
         workers,
         pin_memory=device.type == "cuda",
     )
-    photos = data.load_validation(val_files, config.image_size).to(device)
+    # --val-count 0: no validation photos, so no previews or validation losses.
+    photos = data.load_validation(val_files, config.image_size).to(device) if val_files else None
     bf16 = use_bf16(config, device)
 
     metrics = val_log = None
@@ -367,6 +368,8 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
         }
 
     def preview(step: int) -> None:
+        if photos is None:
+            return
         losses, outputs = validate(model, loss_fn, photos)
         assert val_log is not None
         val_log.write({"step": step, **{k: f"{losses[k]:.6g}" for k in VAL_FIELDS[1:]}})
@@ -419,7 +422,9 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
                         refresh=False,
                     )
                     bar.update(1)
-            if step % config.checkpoint_every == 0 or step == iterations:
+            out_of_time = _out_of_time(config, train_seconds, env)
+            last = step == iterations or out_of_time
+            if step % config.checkpoint_every == 0 or last:
                 if not _all_true(_weights_finite(model), env):
                     _stop_on_nan(step, float("nan"), last_good)
                 if env.main:
@@ -428,8 +433,12 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
                     )
                     last_good = ckpt.latest_checkpoint(run_dir)
                     assert last_good is not None and last_good.path == path
-            if env.main and (step % config.preview_every == 0 or step == iterations):
+            if env.main and (step % config.preview_every == 0 or last):
                 preview(step)
+            if out_of_time:
+                if env.main:
+                    _tqdm_write(f"--max-minutes {config.max_minutes:g} reached at step {step}")
+                break
     finally:
         if bar is not None:
             bar.close()
@@ -446,6 +455,13 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
 
         return export_run(run_dir)
     return None
+
+
+def _out_of_time(config: TrainConfig, train_seconds: float, env: Dist) -> bool:
+    """True on every rank once any rank has spent the --max-minutes budget."""
+    if config.max_minutes is None:
+        return False
+    return not _all_true(train_seconds < config.max_minutes * 60.0, env)
 
 
 def _weights_finite(model: torch.nn.Module) -> bool:
