@@ -262,3 +262,30 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
     assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 2
     err = capsys.readouterr().err
     assert "--init-from" in err and "width 8" in err and "width 16" in err
+
+
+def test_val_count_zero_trains_without_validation(setup):
+    out = setup["tmp"] / "run"
+    assert main(run_args(setup, out, "--val-count", "0")) == 0
+    assert not list((out / "previews").glob("*.jpg"))
+    assert read_csv(out / "val_metrics.csv") == []
+    assert len(read_csv(out / "metrics.csv")) == 4
+    assert load_transformer(out / "export").config.width == 8
+
+
+def test_val_count_must_not_be_negative(setup, capsys):
+    assert main(run_args(setup, setup["tmp"] / "run", "--val-count", "-1")) == 2
+    assert "--val-count" in capsys.readouterr().err
+
+
+def test_max_minutes_stops_with_a_checkpoint_and_export_and_counts_resumes(setup):
+    out = setup["tmp"] / "run"
+    # a budget smaller than one step: the run stops after its first step
+    budget = ["--iterations", "1000", "--max-minutes", "1e-7"]
+    assert main(run_args(setup, out, *budget)) == 0
+    assert [c.step for c in ckpt.list_checkpoints(out)] == [1]
+    assert (out / "export" / "model.safetensors").is_file()
+    # the budget counts the time already spent: a resume with it takes one more step only
+    assert main(run_args(setup, out, *budget, "--resume")) == 0
+    assert ckpt.latest_checkpoint(out).step == 2
+    assert len(read_csv(out / "metrics.csv")) == 2
