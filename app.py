@@ -1,6 +1,6 @@
 """The demo: one photo, Johnson et al. 2016 and Gatys et al. 2015 side by side.
 
-Wiring only. The algorithms live in ``nst`` (``nst.stylize.stylize`` runs a trained
+Wiring only. The algorithms live in ``nst`` (``nst.johnson.stylize`` runs a trained
 Johnson network, ``nst.gatys.gatys_steps`` optimises pixels step by step), the trained
 styles in ``zoo``. This file builds the page, checks what a person sends, turns library
 errors (:class:`NSTError`) into messages on the page, and sets the queue up so that a
@@ -38,7 +38,7 @@ from nst.color import blend
 from nst.errors import NSTError
 from nst.gatys import GatysConfig, gatys_steps
 from nst.images import load_image, png_bytes, to_pil, to_tensor
-from nst.stylize import stylize
+from nst.johnson import stylize
 from zoo.catalogue import catalogue_path
 
 ROOT = Path(__file__).resolve().parent

@@ -1,6 +1,6 @@
 """Load check of the app: latency of Johnson requests through the real server.
 
-1. The bare model call: ``nst.stylize.stylize(model, photo)`` on a 1-megapixel photo.
+1. The bare model call: ``nst.johnson.stylize(model, photo)`` on a 1-megapixel photo.
 2. The same request through the app with ``gradio_client`` (upload, queue, decode, model,
    PNG encode, download), one at a time: the difference is the app's overhead.
 3. N concurrent requests (default 20): all must succeed; p50 / p95 latency.
@@ -60,7 +60,7 @@ def one_megapixel_photo(folder: Path) -> Path:
 
 def build_catalogue(folder: Path, painting: Path, width: int) -> Path:
     import zoo
-    from nst.transformer import TransformerConfig, TransformerNet, save_transformer
+    from nst.johnson import TransformerConfig, TransformerNet, save_transformer
 
     torch.manual_seed(0)
     save_transformer(TransformerNet(TransformerConfig(width=width)), folder / "models" / STYLE_ID)
@@ -190,7 +190,7 @@ def main() -> int:
     from gradio_client import Client, handle_file
 
     import zoo
-    from nst.stylize import stylize
+    from nst.johnson import stylize
 
     print(f"machine: {machine()}; server: {args.server}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))

@@ -17,9 +17,10 @@ Between 1 and 2, "1b" times the same iteration for each ``--conv-modes`` of
 Winograd where it wins; the tile, F(4,3) or F(6,3), is picked by map size), interleaved
 round by round so that load from other processes hits every mode alike. ``--layers`` adds
 a per-layer micro-benchmark (direct vs F(4,3) vs F(6,3), conv + ReLU forward + input
-backward, each VGG16 layer at its size for the largest ``--sizes``): the measurement behind
-nst.winograd.AUTO_MIN_IN_CHANNELS and MIN_TILES_FOR_F6. A 2048^3 matmul rate is printed at
-the start and the end: this shared VM's speed drifts, and every timing with it.
+backward, each VGG16 layer at its size for the largest ``--sizes``): the measurement
+behind nst.vgg.AUTO_MIN_IN_CHANNELS and nst.kernels.winograd.MIN_TILES_FOR_F6. A 2048^3
+matmul rate is printed at the start and the end: this shared VM's speed drifts, and every
+timing with it.
 """
 
 from __future__ import annotations
@@ -41,9 +42,9 @@ from safetensors.torch import load_file  # noqa: E402
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
+from nst.kernels.winograd import TILES, Conv3x3, tile_for  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
-from nst.vgg import layer_names, load_loss_network  # noqa: E402
-from nst.winograd import TILES, Conv3x3, auto_uses_winograd, tile_for  # noqa: E402
+from nst.vgg import layer_names, layer_uses_winograd, load_loss_network  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
@@ -135,7 +136,8 @@ def conv_modes(args, nets: dict[str, torch.nn.Module]) -> None:
 
 def layer_benchmark(args, net: torch.nn.Module) -> None:
     """Direct vs Winograd F(4,3) vs F(6,3) per layer (conv + ReLU, forward + input
-    backward) at the largest size: the measurement behind nst.winograd's auto choices."""
+    backward) at the largest size: the measurement behind nst.vgg's auto choices
+    (docs/winograd.md)."""
     size = max(args.sizes)
     content = to_tensor(load_image(args.content, size))
     h, w = content.shape[-2:]
@@ -166,7 +168,7 @@ def layer_benchmark(args, net: torch.nn.Module) -> None:
         times = interleaved(runs, args.repeats)
         d = min(times["direct"])
         parts = ", ".join(f"{n} {min(t) * 1e3:6.1f} ({d / min(t):.2f}x)" for n, t in times.items())
-        auto = f"F({tile_for(h, w)},3)" if auto_uses_winograd(c, k) else "direct"
+        auto = f"F({tile_for(h, w)},3)" if layer_uses_winograd("auto", c) else "direct"
         print(f"  {name:8s} {c:3d}->{k:3d} {h:3d}x{w:3d}: {parts}; auto: {auto}")
 
 

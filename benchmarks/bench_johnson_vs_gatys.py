@@ -3,7 +3,7 @@
     python benchmarks/bench_johnson_vs_gatys.py [--sizes 256 512 1024] [--model starry_night]
         [--gatys-cap 120] [--write docs/johnson_vs_gatys.md]
 
-Johnson: ``nst.stylize.stylize`` with a trained network (a zoo id or a model folder),
+Johnson: ``nst.johnson.stylize`` with a trained network (a zoo id or a model folder),
 median of ``--repeats`` runs after a warm-up. Gatys: ``nst.gatys.gatys_steps`` with the
 library's default settings (L-BFGS, 300 iterations, three coarse-to-fine stages) and the
 real VGG16, the loss network loaded once beforehand. On a slow CPU a full Gatys run at
@@ -31,7 +31,7 @@ import torch  # noqa: E402
 from nst.gatys import GatysConfig, gatys_steps, stage_budgets, stage_sizes  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image  # noqa: E402
-from nst.stylize import stylize  # noqa: E402
+from nst.johnson import stylize  # noqa: E402
 from nst.vgg import load_loss_network  # noqa: E402
 
 SHARED = ROOT.parent / "shared"

@@ -29,8 +29,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nst.hardware import environment  # noqa: E402
+from nst.johnson import TransformerConfig, TransformerNet  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, gram_matrix  # noqa: E402
-from nst.transformer import TransformerConfig, TransformerNet  # noqa: E402
 from nst.vgg import load_loss_network  # noqa: E402
 from train.config import TrainConfig  # noqa: E402
 from train.loop import compute_loss, use_bf16, use_channels_last  # noqa: E402

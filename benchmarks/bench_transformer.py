@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nst.hardware import summary  # noqa: E402
-from nst.stylize import _prepare, _run_net, stylize, stylize_tensor  # noqa: E402
-from nst.transformer import TransformerNet, load_transformer  # noqa: E402
+from nst.johnson import TransformerNet, load_transformer, stylize, stylize_tensor  # noqa: E402  # noqa: E402
+from nst.johnson.stylize import _prepare, _run_net  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
 ZOO = ROOT / "zoo" / "models"

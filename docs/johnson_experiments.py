@@ -37,8 +37,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_pil, to_tensor  # noqa: E402
+from nst.johnson import load_transformer  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
-from nst.transformer import load_transformer  # noqa: E402
 from nst.vgg import load_loss_network  # noqa: E402
 
 SHARED = ROOT.parent / "shared"

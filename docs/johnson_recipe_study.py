@@ -46,8 +46,8 @@ from PIL import Image, ImageDraw  # noqa: E402
 from nst.gatys import GatysConfig, gatys  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_pil, to_tensor  # noqa: E402
+from nst.johnson import load_transformer  # noqa: E402
 from nst.judge import CONTENT_LAYERS, STYLE_LAYERS, Judge, Score, judge_network  # noqa: E402
-from nst.transformer import load_transformer  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 VGG16 = SHARED / "weights/vgg16_imagenet_features.safetensors"

@@ -3,7 +3,7 @@
     python docs/make_zoo_figure.py [--size 320] [--photos tubingen.jpg golden_gate.jpg ...]
 
 One row per bundled style: the painting, then each held-out photo from
-../shared/data/content stylised by the style's Johnson network (nst.stylize), with the
+../shared/data/content stylised by the style's Johnson network (nst.johnson), with the
 time it took. Writes docs/zoo_styles.jpg and prints the machine.
 """
 
@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw  # noqa: E402
 import zoo  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image  # noqa: E402
-from nst.stylize import stylize  # noqa: E402
+from nst.johnson import stylize  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "kodim04_portrait_red_hat.png", "dog.jpg")

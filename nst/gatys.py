@@ -28,6 +28,7 @@ from PIL import Image
 
 from nst.color import preserve_colors as keep_photo_colors
 from nst.errors import NSTError
+from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
 from nst.vgg import LossNetwork, load_loss_network
@@ -157,15 +158,6 @@ def _make_optimizer(config: GatysConfig, image: torch.Tensor, chunk: int) -> tor
     )
 
 
-def _pick_device(device: torch.device | str | None) -> torch.device:
-    if device is None or device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise NSTError("device 'cuda' was asked for but no CUDA GPU is available; use cpu.")
-    return device
-
-
 def _as_image(source: ImageSource | Image.Image | torch.Tensor) -> Image.Image | ImageSource:
     return to_pil(source) if isinstance(source, torch.Tensor) else source
 
@@ -188,7 +180,7 @@ def gatys_steps(
     if not styles:
         raise NSTError("Give at least one style image.")
     start = time.perf_counter()
-    device = _pick_device(device)
+    device = resolve_device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
 

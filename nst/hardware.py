@@ -1,4 +1,5 @@
-"""What a run or a benchmark ran on, in words: printed by benchmarks, written in model cards."""
+"""The device a run uses, and what it ran on in words (printed by benchmarks, written in
+model cards)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import os
 import platform
 
 import torch
+
+from nst.errors import NSTError
 
 
 def cpu_model() -> str:
@@ -50,3 +53,21 @@ def summary(device: torch.device | str = "cpu") -> str:
         f"{env['cpu']}, {env['cores']} cores ({capability}), torch {env['torch']} "
         f"with {env['torch_threads']} threads, python {env['python']}; device {env['device']}"
     )
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    """None or "auto": CUDA when there is a GPU, else the CPU. Refuses what cannot run here.
+
+    The one device rule of the library (Gatys, Johnson inference and the CLIs).
+    """
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise NSTError(f"'{device}' is not a device. Use 'auto', 'cpu' or 'cuda'.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise NSTError("CUDA was asked for but no CUDA GPU is available. Use --device cpu.")
+    if dev.type not in ("cpu", "cuda"):
+        raise NSTError(f"Device '{device}' is not supported. Use 'auto', 'cpu' or 'cuda'.")
+    return dev

@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from nst.errors import NSTError
-from nst.winograd import Conv3x3, layer_uses_winograd, resolve_conv_mode
+from nst.files import is_pickle
+from nst.kernels.winograd import Conv3x3
 
 #: Convolutions per block; "M" marks a 2x2 max-pool.
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
@@ -39,6 +40,34 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM = "random"
 
 _lock = threading.Lock()
+
+# How the 3x3 convolutions run on CPU (CUDA always uses cuDNN).
+CONV_MODES = ("auto", "direct", "winograd")
+ENV_CONV = "NST_CONV"
+#: "auto" runs Winograd from this many input channels on: below it the transforms of
+#: wide, shallow maps are memory-bound and oneDNN's direct convolution is faster
+#: (per-layer numbers: docs/winograd.md, from `benchmarks/bench_gatys.py --layers`).
+AUTO_MIN_IN_CHANNELS = 128
+
+
+def resolve_conv_mode(conv: str | None) -> str:
+    """The argument, else env ``NST_CONV``, else "auto"; refuses unknown modes."""
+    mode = conv if conv is not None else os.environ.get(ENV_CONV, "auto")
+    mode = mode.strip().lower()
+    if mode not in CONV_MODES:
+        raise NSTError(
+            f"conv must be one of {', '.join(CONV_MODES)}, not '{mode}' "
+            f"(from {'the argument' if conv is not None else ENV_CONV})."
+        )
+    return mode
+
+
+def layer_uses_winograd(mode: str, in_channels: int) -> bool:
+    """Whether a conv layer with ``in_channels`` inputs runs by Winograd under ``mode``
+    (the tile is then chosen per call by the map's size)."""
+    if mode == "winograd":
+        return True
+    return mode == "auto" and in_channels >= AUTO_MIN_IN_CHANNELS
 
 
 def layer_names(arch: str) -> list[str]:
@@ -88,7 +117,7 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
             with safe_open(str(path), framework="pt") as f:
                 # Only the conv tensors: timm files also hold ~480 MB of classifier.
                 return {k: f.get_tensor(k) for k in f.keys() if k.startswith("features.")}
-        if path.suffix in (".pth", ".pt", ".bin"):
+        if is_pickle(path):  # a local file the user chose; tensors only, no code
             state = torch.load(path, map_location="cpu", weights_only=True)
             return {k: v for k, v in state.items() if k.startswith("features.")}
     except NSTError:
@@ -133,7 +162,7 @@ class VGGSpec:
     depth: int  # number of modules of ``features`` kept
     width_divisor: int = 1  # >1 only for random test networks
     pooling: str = "max"
-    conv: str = "direct"  # "direct", "winograd" or "auto": see nst.winograd
+    conv: str = "direct"  # "direct", "winograd" or "auto": see CONV_MODES
 
 
 class LossNetwork(nn.Module):
@@ -152,7 +181,7 @@ class LossNetwork(nn.Module):
             if name.startswith("conv"):
                 out_ch = block_channels[int(name[4]) - 1]
                 # An nn.Conv2d (same parameters); Winograd on CPU where spec.conv asks for it.
-                conv = Conv3x3(in_ch, out_ch, layer_uses_winograd(spec.conv, in_ch, out_ch))
+                conv = Conv3x3(in_ch, out_ch, layer_uses_winograd(spec.conv, in_ch))
                 if state is None:
                     # He init keeps random activations at a sensible scale at every depth.
                     nn.init.kaiming_normal_(conv.weight, nonlinearity="relu", generator=generator)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from nst.transformer import TransformerConfig, TransformerNet
+from nst.johnson import TransformerConfig, TransformerNet
 
 
 def small_transformer(width: int = 8, seed: int = 0) -> TransformerNet:

@@ -2,7 +2,7 @@
 
 The trained default styles may not exist yet, so the app is pointed at a temporary
 catalogue holding one small random Johnson network (its output is compared with a direct
-``nst.stylize.stylize`` call, so the wiring is checked, not the art). Gatys runs on the
+``nst.johnson.stylize`` call, so the wiring is checked, not the art). Gatys runs on the
 real VGG16 from ../shared at a tiny size (skipped when ../shared is absent).
 """
 
@@ -23,7 +23,7 @@ os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
 import app as app_module  # noqa: E402
 from app import AppConfig, StyleTransferDemo, create_app, launch  # noqa: E402
-from nst.transformer import TransformerConfig, TransformerNet, save_transformer  # noqa: E402
+from nst.johnson import TransformerConfig, TransformerNet, save_transformer  # noqa: E402
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -173,7 +173,7 @@ def _pixels(path: str | Path) -> np.ndarray:
 
 def _expected_johnson(files: dict[str, Path], size: int, **kwargs: object) -> np.ndarray:
     import zoo
-    from nst.stylize import stylize
+    from nst.johnson import stylize
 
     model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
     return np.asarray(stylize(model, files["photo"], size=size, **kwargs), dtype=np.int16)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file
 
 from nst.errors import NSTError
 from nst.images import load_image, to_tensor
-from nst.transformer import load_transformer
+from nst.johnson import load_transformer
 from train import checkpoint as ckpt
 from train import data
 from train.__main__ import main

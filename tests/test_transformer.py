@@ -11,15 +11,8 @@ import torch
 from nets import small_transformer
 
 from nst.errors import NSTError
-from nst.transformer import (
-    NormControl,
-    count_norms,
-    fast_forward,
-    load_transformer,
-    residual_layers,
-    run_stage,
-    save_transformer,
-)
+from nst.johnson import load_transformer, save_transformer
+from nst.johnson.fast import NormControl, count_norms, fast_forward, residual_layers, run_stage
 
 _net = small_transformer
 

@@ -13,11 +13,11 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nst import winograd
 from nst.errors import NSTError
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps
+from nst.kernels import winograd
+from nst.kernels.winograd import Conv3x3, winograd_conv2d
 from nst.vgg import load_loss_network
-from nst.winograd import Conv3x3, winograd_conv2d
 
 #: fp32 Winograd vs direct conv, max |difference| / max |direct|. Measured: <=7e-6 per
 #: layer for F(4,3) and F(6,3) alike, <=6.1e-6 for every Gatys activation of the real VGG16

@@ -19,7 +19,7 @@ from PIL import Image
 
 import zoo
 from nst.errors import NSTError
-from nst.transformer import TransformerConfig, TransformerNet, save_transformer
+from nst.johnson import TransformerConfig, TransformerNet, save_transformer
 from zoo.catalogue import file_sha256
 
 fake_hub = fakehub.fake_hub  # the fixture, made visible to this module
@@ -44,7 +44,8 @@ def export(model: TransformerNet, folder: Path) -> Path:
 def same_output(a: TransformerNet, b: TransformerNet) -> bool:
     x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        return torch.allclose(a(x), b(x))
+        # a channels-last net (as zoo.load places it) sums in another order: float rounding
+        return torch.allclose(a(x), b(x), atol=1e-5)
 
 
 def hub_entry(style: str, repo_id: str, revision: str, sha256: str, **extra: object) -> dict:

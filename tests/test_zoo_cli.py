@@ -16,7 +16,7 @@ from fakehub import FakeHub
 from PIL import Image
 
 import zoo
-from nst.transformer import TransformerConfig, TransformerNet, save_transformer
+from nst.johnson import TransformerConfig, TransformerNet, save_transformer
 from zoo.__main__ import main
 from zoo.catalogue import file_sha256
 

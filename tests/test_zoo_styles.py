@@ -14,8 +14,8 @@ import torch
 
 import zoo
 from nst.images import load_image, to_tensor
+from nst.johnson import stylize
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
-from nst.stylize import stylize
 from nst.vgg import load_loss_network
 
 STYLE_LAYERS = ["relu1_2", "relu2_2", "relu3_3", "relu4_3"]

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from nst.cli import run_for_person
+from nst.cli import run_command
 from nst.errors import NSTError
 from train.checkpoint import latest_checkpoint
 from train.config import RESUMABLE_OVERRIDES, TrainConfig, build_parser, explicit_settings
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"exported to {export}")
         return 0
 
-    return run_for_person(run, "interrupted: resume with --resume (from the last checkpoint)")
+    return run_command(run, "interrupted: resume with --resume (from the last checkpoint)")
 
 
 if __name__ == "__main__":

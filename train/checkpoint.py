@@ -2,7 +2,7 @@
 
 A checkpoint is ``RUN_DIR/checkpoints/step_NNNNNNN/`` holding
 - ``model.safetensors`` + ``config.json``: the transformer, loadable by
-  :func:`nst.transformer.load_transformer` as it is;
+  :func:`nst.johnson.load_transformer` as it is;
 - ``optimizer.safetensors``: Adam's moment tensors (no pickle anywhere);
 - ``state.json``: the step, the optimiser's hyper-parameters, the run config, the time spent.
 
@@ -23,7 +23,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from nst.errors import NSTError
-from nst.transformer import TransformerNet, load_transformer, save_transformer
+from nst.files import atomic_path, remove_stale_temporaries
+from nst.johnson import TransformerNet, load_transformer, save_transformer
 
 CHECKPOINTS = "checkpoints"
 STATE_NAME = "state.json"
@@ -63,17 +64,14 @@ def save_checkpoint(
 ) -> Path:
     """Write the checkpoint of ``step`` atomically and prune all but the newest ``keep``."""
     final = checkpoint_dir(run_dir, step)
-    tmp = final.with_name(f".tmp-{final.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    save_transformer(model, tmp)
-    tensors, groups = _optimizer_tensors(optimizer)
-    save_file(tensors, str(tmp / OPTIMIZER_NAME))
-    state = {"step": step, "param_groups": groups, **extra}
-    (tmp / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
-    _fsync_tree(tmp)
-    if final.exists():  # a re-run of the same step after a resume: replace it
-        shutil.rmtree(final)
-    os.replace(tmp, final)
+    # A re-run of the same step after a resume replaces the old folder.
+    with atomic_path(final) as tmp:
+        save_transformer(model, tmp)
+        tensors, groups = _optimizer_tensors(optimizer)
+        save_file(tensors, str(tmp / OPTIMIZER_NAME))
+        state = {"step": step, "param_groups": groups, **extra}
+        (tmp / STATE_NAME).write_text(json.dumps(state, indent=2) + "\n")
+        _fsync_tree(tmp)
     _prune(run_dir, keep)
     return final
 
@@ -88,9 +86,7 @@ def _fsync_tree(folder: Path) -> None:
 def _prune(run_dir: Path, keep: int) -> None:
     for old in list_checkpoints(run_dir)[:-keep]:
         shutil.rmtree(old.path, ignore_errors=True)
-    for stale in (run_dir / CHECKPOINTS).glob(".tmp-*"):
-        if stale.is_dir() and not str(stale).endswith(f"-{os.getpid()}"):
-            shutil.rmtree(stale, ignore_errors=True)  # left by a killed run
+    remove_stale_temporaries(run_dir / CHECKPOINTS)  # left by a killed run
 
 
 def list_checkpoints(run_dir: Path) -> list[Checkpoint]:

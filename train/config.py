@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from nst.cli import comma_list
 from nst.errors import NSTError
 
 #: Settings that may change when a run is resumed; every other one defines the run.
@@ -146,10 +147,6 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in known})
 
 
-def _layers(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
-
-
 def _bool(text: str) -> bool:
     if text.lower() in ("1", "true", "yes", "on"):
         return True
@@ -186,9 +183,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--content-weight", type=float, help=f"default {d.content_weight}")
     p.add_argument("--style-weight", type=float, help=f"default {d.style_weight}")
     p.add_argument("--tv-weight", type=float, help=f"default {d.tv_weight}")
-    p.add_argument("--content-layers", type=_layers, help="comma-separated (default relu2_2)")
+    p.add_argument("--content-layers", type=comma_list, help="comma-separated (default relu2_2)")
     p.add_argument(
-        "--style-layers", type=_layers, help="comma-separated (default relu1_2,...,relu4_3)"
+        "--style-layers", type=comma_list, help="comma-separated (default relu1_2,...,relu4_3)"
     )
     p.add_argument(
         "--vgg-weights",

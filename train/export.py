@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,9 +21,11 @@ from typing import Any
 
 import torch
 
+from nst.cli import run_command
 from nst.errors import NSTError
+from nst.files import atomic_path
 from nst.images import load_image, save_image, to_tensor
-from nst.transformer import TransformerNet, load_transformer, save_transformer
+from nst.johnson import TransformerNet, load_transformer, save_transformer
 from train import checkpoint as ckpt
 from train import data
 
@@ -127,13 +128,13 @@ python -m nst stylize photo.jpg --model {name} --output stylised.jpg
 
 ```python
 import zoo
-from nst.stylize import stylize
+from nst.johnson import stylize
 
 model = zoo.load("{name}")  # a Hub repo id or this folder
 stylize(model, "photo.jpg", size=1024).save("stylised.jpg")
 ```
 
-The folder is `model.safetensors` (fp16) + `config.json`; `nst.transformer.load_transformer`
+The folder is `model.safetensors` (fp16) + `config.json`; `nst.johnson.load_transformer`
 loads it as it is. No pickles.
 
 ## Training
@@ -156,10 +157,15 @@ def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
     run_dir = Path(run_dir)
     found = _find_checkpoint(run_dir, step)
     model = load_transformer(found.path)
-    run = found.state.get("config", {})
     final = run_dir / EXPORT_NAME
-    tmp = run_dir / f".{EXPORT_NAME}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
+    with atomic_path(final) as tmp:
+        _write_export(tmp, model, found)
+    return final
+
+
+def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> None:
+    """The export folder's content: fp16 weights, config, style image, samples, card."""
+    run = found.state.get("config", {})
     save_transformer(model, tmp, half=True)
     style_path = Path(run.get("style", ""))
     if style_path.is_file():
@@ -176,10 +182,6 @@ def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
     samples = write_samples(model, photos, tmp / "samples")
     config = json.loads((tmp / "config.json").read_text())
     model_card(config, found.state, samples).save(tmp / "README.md")
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    return final
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -189,12 +191,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("run_dir", help="the run folder (--out of python -m train)")
     parser.add_argument("--step", type=int, help="checkpoint step (default: the latest)")
     args = parser.parse_args(argv)
-    try:
-        print(export_run(args.run_dir, args.step))
-    except NSTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    return 0
+    return run_command(lambda: print(export_run(args.run_dir, args.step)) or 0)
 
 
 if __name__ == "__main__":

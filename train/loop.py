@@ -24,10 +24,11 @@ import torch
 import torch.distributed as dist
 
 from nst.errors import NSTError
+from nst.files import atomic_path, atomic_write_text
 from nst.hardware import describe
 from nst.images import load_image, save_image, to_tensor
+from nst.johnson import TransformerConfig, TransformerNet, load_transformer
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
-from nst.transformer import TransformerConfig, TransformerNet, load_transformer
 from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
 from train import data
@@ -183,12 +184,6 @@ def _initialise_from(model: TransformerNet, path: str) -> None:
     model.load_state_dict(source.state_dict())
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 class CsvLog:
     """Append-only CSV; on resume the rows after the resumed step are dropped."""
 
@@ -204,12 +199,10 @@ class CsvLog:
         self._writer = csv.DictWriter(self._fh, fieldnames)
 
     def _rewrite(self, rows: list[dict]) -> None:
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        with open(tmp, "w", newline="") as fh:
+        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
             writer = csv.DictWriter(fh, self.fieldnames)
             writer.writeheader()
             writer.writerows(rows)
-        os.replace(tmp, self.path)
 
     def write(self, row: dict) -> None:
         self._writer.writerow(row)
@@ -320,7 +313,7 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
     if env.main:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / ckpt.CHECKPOINTS).mkdir(exist_ok=True)
-        _atomic_write_text(run_dir / RUN_CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+        atomic_write_text(run_dir / RUN_CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
 
     wrapped: torch.nn.Module = model
     if env.world > 1:
@@ -447,7 +440,7 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
                 log.close()
 
     if config.save_rank_weights:
-        from nst.transformer import save_transformer
+        from nst.johnson import save_transformer
 
         save_transformer(model, run_dir / f"rank{env.rank}")
     if env.main and config.export:

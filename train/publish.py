@@ -21,8 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nst.cli import run_command
 from nst.errors import NSTError
-from nst.transformer import CONFIG_NAME, WEIGHTS_NAME, load_transformer
+from nst.johnson import load_transformer
+from nst.johnson.model import CONFIG_NAME, WEIGHTS_NAME
 
 CARD_NAME = "README.md"
 REPO_PLACEHOLDER = "PATH_OR_REPO"  # what export.model_card writes when it knows no repo yet
@@ -184,18 +186,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--catalogue", help="zoo catalogue to update (default: zoo/catalogue.json)")
     parser.add_argument("--no-catalogue", action="store_true", help="do not touch the zoo")
     args = parser.parse_args(argv)
-    try:
-        result = publish(
-            args.export,
-            args.repo,
-            private=args.private,
-            dry_run=args.dry_run,
-            catalogue=args.catalogue,
-            add_to_zoo=not args.no_catalogue,
-        )
-    except NSTError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _publish_and_report(args))
+
+
+def _publish_and_report(args: argparse.Namespace) -> int:
+    result = publish(
+        args.export,
+        args.repo,
+        private=args.private,
+        dry_run=args.dry_run,
+        catalogue=args.catalogue,
+        add_to_zoo=not args.no_catalogue,
+    )
     if args.dry_run:
         print(f"dry run: would upload {len(result.files)} files to {args.repo}:")
         for name in result.files:

@@ -8,7 +8,7 @@ network without touching disk or network again.
 
 Also accepted: ``"user/name"`` or ``"user/name@revision"`` (any Hub repo holding
 ``model.safetensors`` + ``config.json``, the layout ``save_pretrained`` and
-:func:`nst.transformer.save_transformer` write) and a local folder with those two files.
+:func:`nst.johnson.save_transformer` write) and a local folder with those two files.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 import torch
 
 from nst.errors import NSTError
-from nst.transformer import WEIGHTS_NAME, TransformerNet, load_transformer
+from nst.johnson import TransformerNet, load_transformer
+from nst.johnson.model import WEIGHTS_NAME
 from zoo import hub
 from zoo.catalogue import (
     REPO_ID_PATTERN,
@@ -118,7 +119,7 @@ def _folder_source(path: Path) -> _Source:
     if not (folder / WEIGHTS_NAME).is_file():
         raise NSTError(
             f"Folder '{path}' holds no {WEIGHTS_NAME}: a zoo model folder needs "
-            f"{WEIGHTS_NAME} + config.json (as nst.transformer.save_transformer writes)."
+            f"{WEIGHTS_NAME} + config.json (as nst.johnson.save_transformer writes)."
         )
     return _Source(f"Folder '{folder}'", folder=folder.resolve())
 
@@ -200,7 +201,9 @@ def load(
         model = _models.get(key)
         if model is None:
             model = _load_source(source, str(torch.device(device)), progress)
-            model.requires_grad_(False)
+            # Placed as inference runs it (eval, fp32, channels-last), so stylize uses
+            # this network as it is instead of copying it on every request.
+            model.requires_grad_(False).to(memory_format=torch.channels_last)
             with _registry_lock:
                 _models[key] = model
     return model

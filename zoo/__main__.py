@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from tqdm import tqdm  # a plain bar: shown in CI logs too, not only on a terminal
 
 import zoo
-from nst.cli import run_for_person
+from nst.cli import run_command
 from nst.errors import NSTError
 from zoo import hub
 from zoo.catalogue import StyleEntry, catalogue_path
@@ -113,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_for_person(lambda: args.run(args))
+    return run_command(lambda: args.run(args))
 
 
 if __name__ == "__main__":

@@ -16,14 +16,14 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nst.errors import NSTError
-from nst.transformer import WEIGHTS_NAME
+from nst.files import atomic_path, atomic_write_text
+from nst.johnson.model import WEIGHTS_NAME
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_CATALOGUE = ZOO_DIR / "catalogue.json"
@@ -212,24 +212,14 @@ def write_preview(source_image: str | os.PathLike, target: Path) -> Path:
 
     image = load_image(source_image)
     image.thumbnail((PREVIEW_LONG_SIDE, PREVIEW_LONG_SIDE))
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(target.name + ".tmp")
-    image.save(tmp, format="JPEG", quality=90)
-    os.replace(tmp, target)
+    with atomic_path(target) as tmp:
+        image.save(tmp, format="JPEG", quality=90)
     return target
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".catalogue.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)  # readers see the old or the new catalogue, never half of one
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # readers see the old or the new catalogue, never half of one
+    atomic_write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 def add_style(
@@ -259,7 +249,7 @@ def add_style(
         if not model_file.is_file():
             raise NSTError(
                 f"Style '{style}': no {WEIGHTS_NAME} in '{model_file.parent}'. Export the model "
-                "there first (nst.transformer.save_transformer)."
+                "there first (nst.johnson.save_transformer)."
             )
         actual = file_sha256(model_file)
         entry.setdefault("sha256", actual)

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from nst.errors import NSTError
-from nst.transformer import CONFIG_NAME, WEIGHTS_NAME
+from nst.files import is_pickle
+from nst.johnson.model import CONFIG_NAME, WEIGHTS_NAME
 from zoo.catalogue import file_sha256
 
-PICKLE_SUFFIXES = (".bin", ".pth", ".pt", ".ckpt", ".pkl")
 _SHA256_ETAG = re.compile(r"^[0-9a-f]{64}$")
 
 
@@ -275,7 +275,7 @@ def _pickles_in(repo_id: str, revision: str) -> list[str]:
         files = list_repo_files(repo_id, revision)
     except Exception:  # listing is only used to improve the message
         return []
-    return [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
+    return [f for f in files if is_pickle(f)]
 
 
 def _pickle_message(what: str, repo_id: str, pickles: list[str]) -> str:

@@ -19,8 +19,12 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from nst.images import load_image, to_pil, to_tensor  # noqa: E402
-from nst.stylize import _geometry, stylize_tensor  # noqa: E402
-from nst.transformer import TransformerNet, load_transformer  # noqa: E402
+from nst.johnson import (  # noqa: E402
+    TransformerNet,
+    load_transformer,
+    stylize_tensor,  # noqa: E402
+)
+from nst.johnson.tiling import _geometry  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
 OUT = Path(__file__).resolve().parent / "seam_crop_100pct.png"

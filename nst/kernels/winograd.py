@@ -1,4 +1,6 @@
-"""Winograd F(4x4, 3x3) and F(6x6, 3x3) convolution for the frozen loss network on CPU.
+"""Winograd F(4x4, 3x3) and F(6x6, 3x3) convolution of frozen 3x3 kernels on CPU.
+
+The kernel only: which layers of the loss network use it is decided in :mod:`nst.vgg`.
 
 Why: one Gatys iteration is ~230 GFLOP of 3x3 stride-1 convolutions at 512x384, and on
 an AVX2 CPU oneDNN runs them as direct/GEMM convolutions close to the matmul peak; only
@@ -32,7 +34,6 @@ from __future__ import annotations
 
 import functools
 import math
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -44,10 +45,8 @@ from nst.errors import NSTError
 TILES = (4, 6)  # output tile sides m supported: F(4x4, 3x3) and F(6x6, 3x3)
 DEFAULT_TILE = 4
 #: F(6,3) needs 21% fewer multiplies per output than F(4,3) and moves 21% less data, but
-#: has 2.25x fewer tiles: on a small map its GEMMs get too few rows to run fast. Measured
-#: on the 2-core EPYC (`bench_gatys.py --layers`, 2 threads, conv + ReLU forward + input
-#: backward, 512x384 photo): F(6,3) over F(4,3) 0.96-1.20x (median 1.06x) on
-#: conv2_2..conv4_3 (88+ tiles of 6), 0.81x on conv5_1 (24 tiles).
+#: has 2.25x fewer tiles: on a small map its GEMMs get too few rows to run fast. The
+#: threshold comes from `benchmarks/bench_gatys.py --layers` (numbers in docs/winograd.md).
 MIN_TILES_FOR_F6 = 64
 
 
@@ -115,10 +114,6 @@ def winograd_matrices(tile: int) -> tuple[tuple, tuple, tuple]:
         return tuple(tuple(float(x) for x in row) for row in m)
 
     return floats(bt), floats(g), floats(at)
-
-
-CONV_MODES = ("auto", "direct", "winograd")
-ENV_CONV = "NST_CONV"
 
 
 @functools.cache
@@ -321,23 +316,6 @@ def winograd_conv2d(
     )
 
 
-# Which convolutions "auto" runs by Winograd, decided by measurement on the 2-core AVX2
-# EPYC (`benchmarks/bench_gatys.py --layers`, 2 threads, conv + ReLU forward + input
-# backward of each VGG16 layer of a 512x384 photo, interleaved with oneDNN's direct conv),
-# best Winograd tile over direct: conv1_1 (3->64) 0.49x (3 input channels: transforms, no
-# GEMM to save), conv1_2 (64->64) 0.76x (the transforms of 384x512x64 maps are
-# memory-bound), conv2_1 (64->128) 0.83x, conv2_2 1.28x, conv3_1 1.34x, conv3_x 1.6-1.7x,
-# conv4_x 2.3-2.6x, conv5_1 2.1x. So Winograd from 128 input channels on.
-AUTO_MIN_IN_CHANNELS = 128
-
-
-def auto_uses_winograd(in_channels: int, out_channels: int) -> bool:
-    """Whether conv="auto" picks Winograd for a layer of this width (CPU only; the tile
-    is then chosen per call by the map's size)."""
-    del out_channels  # the transforms scale with C and K alike; the input side decides
-    return in_channels >= AUTO_MIN_IN_CHANNELS
-
-
 @dataclass
 class _Transformed:
     key: tuple
@@ -407,30 +385,9 @@ class Conv3x3(nn.Conv2d):
         return super().extra_repr() + f", winograd={self.winograd}{tile}"
 
 
-def resolve_conv_mode(conv: str | None) -> str:
-    """The argument, else env ``NST_CONV``, else "auto"; refuses unknown modes."""
-    mode = conv if conv is not None else os.environ.get(ENV_CONV, "auto")
-    mode = mode.strip().lower()
-    if mode not in CONV_MODES:
-        raise NSTError(
-            f"conv must be one of {', '.join(CONV_MODES)}, not '{mode}' "
-            f"(from {'the argument' if conv is not None else ENV_CONV})."
-        )
-    return mode
-
-
-def layer_uses_winograd(mode: str, in_channels: int, out_channels: int) -> bool:
-    if mode == "winograd":
-        return True
-    if mode == "auto":
-        return auto_uses_winograd(in_channels, out_channels)
-    return False
-
-
 __all__ = [
-    "CONV_MODES",
     "Conv3x3",
-    "resolve_conv_mode",
+    "tile_for",
     "transform_weight",
     "winograd_conv2d",
 ]

@@ -15,9 +15,22 @@ from collections.abc import Callable, Sequence
 from nst.errors import NSTError
 
 COMMANDS = {
-    "gatys": "nst.cli_gatys",
-    "stylize": "nst.cli_stylize",
+    "gatys": "nst.cli.gatys",
+    "stylize": "nst.cli.stylize",
 }
+
+
+def comma_list(text: str) -> list[str]:
+    """argparse type: "relu1_1, relu2_1" -> ["relu1_1", "relu2_1"] (empty items dropped)."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def comma_floats(text: str) -> list[float]:
+    """argparse type: "0.7,0.3" -> [0.7, 0.3]."""
+    try:
+        return [float(item) for item in comma_list(text)]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from exc
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +47,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_for_person(command: Callable[[], int], interrupted: str = "interrupted") -> int:
+def run_command(command: Callable[[], int], interrupted: str = "interrupted") -> int:
     """Run a command line's work: an NSTError prints as one line and exits 2, Ctrl-C 130.
 
-    Shared by ``python -m nst``, ``python -m zoo`` and ``python -m train``.
+    Shared by ``python -m nst``, ``python -m zoo``, ``python -m train`` and its tools.
     """
     try:
         return int(command())
@@ -51,4 +64,4 @@ def run_for_person(command: Callable[[], int], interrupted: str = "interrupted")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return run_for_person(lambda: args.run(args))
+    return run_command(lambda: args.run(args))

@@ -10,22 +10,12 @@ import argparse
 
 from tqdm import tqdm
 
+from nst.cli import comma_floats, comma_list
 from nst.errors import NSTError
 from nst.gatys import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, GatysConfig, gatys_steps
 from nst.images import save_image
 
 HELP = "optimise a photo's pixels to match a painting's style (slow, any style image)"
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got '{text}'") from exc
-
-
-def _names(text: str) -> list[str]:
-    return [x.strip() for x in text.split(",") if x.strip()]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer)
     parser.add_argument("--init", choices=INITS, default=defaults.init)
     parser.add_argument("--init-image", help="start image when --init image")
-    parser.add_argument("--content-layers", type=_names, default=list(CONTENT_LAYERS))
-    parser.add_argument("--style-layers", type=_names, default=list(STYLE_LAYERS))
+    parser.add_argument("--content-layers", type=comma_list, default=list(CONTENT_LAYERS))
+    parser.add_argument("--style-layers", type=comma_list, default=list(STYLE_LAYERS))
     parser.add_argument("--content-weight", type=float, default=defaults.content_weight)
     parser.add_argument("--style-weight", type=float, default=defaults.style_weight)
     parser.add_argument("--tv-weight", type=float, default=defaults.tv_weight)
     parser.add_argument("--style-scale", type=float, default=defaults.style_scale)
-    parser.add_argument("--style-blend", type=_floats, help="weights per style, e.g. 0.7,0.3")
+    parser.add_argument("--style-blend", type=comma_floats, help="weights per style, e.g. 0.7,0.3")
     parser.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
     parser.add_argument(
         "--scales", type=int, default=defaults.scales, help="coarse-to-fine stages (1 = off)"

@@ -13,8 +13,9 @@ from pathlib import Path
 
 from nst.errors import NSTError
 from nst.images import save_image
-from nst.stylize import PRECISIONS, Progress, stylize
-from nst.transformer import TransformerNet, load_transformer
+from nst.johnson import TransformerNet, load_transformer, stylize
+from nst.johnson.stylize import PRECISIONS
+from nst.johnson.tiling import Progress
 
 HELP = "stylise a photo with a trained transformer net (Johnson et al. 2016)"
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from nst.errors import NSTError
+from nst.files import atomic_path, atomic_write_text, is_pickle
 
 MODEL_TYPE = "johnson2016-transformer"
 WEIGHTS_NAME = "model.safetensors"
@@ -115,17 +116,51 @@ class TransformerNet(nn.Module):
             ConvLayer(w, 3, 9),  # (B, 3, H, W)
         )
 
+    # The stages by role, for code that runs the net piece by piece (exact tiling in
+    # nst.johnson.tiling); the Sequentials above keep the state_dict's key names.
+    @property
+    def stem(self) -> ConvNormReLU:
+        """Full resolution, 3 -> w channels (9x9)."""
+        return self.encoder[0]
+
+    @property
+    def downsampling(self) -> tuple[ConvNormReLU, ConvNormReLU]:
+        """Full -> 1/2 -> 1/4 scale (stride-2 3x3 convs)."""
+        return self.encoder[1], self.encoder[2]
+
+    @property
+    def upsampling(self) -> tuple[UpsampleConv, UpsampleConv]:
+        """1/4 -> 1/2 -> full scale."""
+        return self.decoder[0], self.decoder[1]
+
+    @property
+    def head(self) -> ConvLayer:
+        """Full resolution, w -> 3 channels (9x9), no norm."""
+        return self.decoder[2]
+
+    def channels(self, scale: int) -> int:
+        """Channels of the maps at 1/``scale`` resolution (1, 2 or 4)."""
+        return {1: 1, 2: 2, 4: 4}[scale] * self.config.width
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        # Pad to a multiple of 4 so the two stride-2 stages come back to the same size.
-        pad_h, pad_w = (-h) % 4, (-w) % 4
-        if pad_h or pad_w:
-            x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-        y = self.decoder(self.residuals(self.encoder(x)))
+        y = self.decoder(self.residuals(self.encoder(pad_to_grid(x))))
         y = y[..., :h, :w]
         # No sigmoid: the last conv learns the range. Clamp only at inference, since a
         # clamp's zero gradient outside [0, 1] would stall training.
         return y if self.training else y.clamp(0, 1)
+
+
+#: Input sides must be multiples of this: the two stride-2 stages then come back to size.
+GRID = 4
+
+
+def pad_to_grid(x: torch.Tensor) -> torch.Tensor:
+    """Reflection-pad (B, C, H, W) at the bottom and right to multiples of GRID."""
+    pad_h, pad_w = (-x.shape[-2]) % GRID, (-x.shape[-1]) % GRID
+    if pad_h or pad_w:
+        x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+    return x
 
 
 def save_transformer(model: TransformerNet, folder: str | os.PathLike, half: bool = False) -> Path:
@@ -136,10 +171,9 @@ def save_transformer(model: TransformerNet, folder: str | os.PathLike, half: boo
     out.mkdir(parents=True, exist_ok=True)
     dtype = torch.float16 if half else torch.float32
     state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS_NAME + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
-    os.replace(tmp, out / WEIGHTS_NAME)  # never leave a half-written model behind
-    (out / CONFIG_NAME).write_text(json.dumps(asdict(model.config), indent=2) + "\n")
+    with atomic_path(out / WEIGHTS_NAME) as tmp:  # never a half-written model
+        save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
+    atomic_write_text(out / CONFIG_NAME, json.dumps(asdict(model.config), indent=2) + "\n")
     return out
 
 
@@ -176,7 +210,7 @@ def load_transformer(path: str | os.PathLike, device: torch.device | str = "cpu"
         weights, config_file = path / WEIGHTS_NAME, path / CONFIG_NAME
     else:
         weights, config_file = path, path.with_name(CONFIG_NAME)
-    if weights.suffix in (".pth", ".pt", ".bin", ".pkl", ".ckpt"):
+    if is_pickle(weights):
         raise NSTError(
             f"'{weights}' is a pickle checkpoint; only .safetensors models are loaded "
             "(a pickle can run arbitrary code). Convert it with safetensors first."
@@ -202,145 +236,3 @@ def load_transformer(path: str | os.PathLike, device: torch.device | str = "cpu"
     _check_state(model, state, f"'{weights}'")
     model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
     return model.to(device).eval()
-
-
-# ---------------------------------------------------------------------------------------
-# Inference path. ``TransformerNet.forward`` is the reference (and what training uses);
-# ``fast_forward`` computes the same function for inference, faster on CPU, and lets a
-# caller record or fix the instance-norm statistics, or stop in front of a norm layer:
-# what exact tiled inference (nst.stylize) is built from.
-# ---------------------------------------------------------------------------------------
-
-#: Per instance-norm layer, in execution order: (mean, var), each of shape (C,).
-NormStats = list[tuple[torch.Tensor, torch.Tensor]]
-
-
-@dataclass
-class NormControl:
-    """How ``fast_forward`` / ``run_stage`` treat instance norm.
-
-    ``fixed`` given: the first ``len(fixed)`` layers normalise with these statistics
-    instead of the input's own (a window of the image then computes exactly what the
-    whole image would, given the whole image's statistics). ``record`` given: each layer
-    appends the statistics it used. ``stop_at`` given: the pass ends in front of norm
-    layer number ``stop_at`` (0-based, counted like ``fixed``) and returns that layer's
-    input, un-normalised; ``stopped`` then says it did.
-    """
-
-    fixed: NormStats | None = None
-    record: NormStats | None = None
-    stop_at: int | None = None
-    stopped: bool = False
-    _index: int = 0
-
-    def should_stop(self) -> bool:
-        """True (and remembered) when the next norm layer is where the pass ends."""
-        if self.stop_at is not None and self._index == self.stop_at:
-            self.stopped = True
-        return self.stopped
-
-    def statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.fixed is not None and self._index < len(self.fixed):
-            mean, var = self.fixed[self._index]
-        else:
-            # (1, C, H, W) in either memory format -> per-channel biased mean/var, as
-            # InstanceNorm2d computes them; reduce in fp32 whatever the activations are.
-            var, mean = torch.var_mean(x.float(), dim=(0, 2, 3), correction=0)
-        self._index += 1
-        if self.record is not None:
-            self.record.append((mean, var))
-        return mean, var
-
-
-def normalize_(
-    x: torch.Tensor,
-    norm: nn.InstanceNorm2d,
-    mean: torch.Tensor,
-    var: torch.Tensor,
-    relu: bool,
-) -> torch.Tensor:
-    """Instance norm with the given statistics (+ ReLU) as one per-channel scale and
-    shift, applied to ``x`` in place: no full-size temporaries."""
-    scale = torch.rsqrt(var.to(torch.float32) + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight.float()
-    shift = -mean.to(torch.float32) * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.float()
-    view = (1, -1, 1, 1)
-    x = x.mul_(scale.to(x.dtype).view(view)).add_(shift.to(x.dtype).view(view))
-    return x.relu_() if relu else x
-
-
-def _run(module: nn.Module, x: torch.Tensor, control: NormControl) -> torch.Tensor:
-    """Apply ``module`` like its own forward, but with the fused, controllable norm."""
-    if isinstance(module, ResidualBlock):
-        y = _run(module.body, x, control)
-        return y if control.stopped else x + y
-    if isinstance(module, nn.Sequential):
-        children = list(module)
-        i = 0
-        while i < len(children):
-            child = children[i]
-            if isinstance(child, nn.InstanceNorm2d):
-                if control.should_stop():
-                    return x
-                relu = i + 1 < len(children) and isinstance(children[i + 1], nn.ReLU)
-                x = normalize_(x, child, *control.statistics(x), relu=relu)
-                i += 2 if relu else 1
-            else:
-                x = _run(child, x, control)
-                if control.stopped:
-                    return x
-                i += 1
-        return x
-    if isinstance(module, nn.InstanceNorm2d):
-        if control.should_stop():
-            return x
-        return normalize_(x, module, *control.statistics(x), relu=False)
-    if isinstance(module, nn.ReLU):
-        return x.relu_()
-    # Conv2d, ReflectionPad2d, Upsample: their own forward is already what we want.
-    return module(x)
-
-
-def run_stage(module: nn.Module, x: torch.Tensor, control: NormControl) -> torch.Tensor:
-    """One stage of the net (``encoder``, ``decoder``, a residual block, ...) on ``x``,
-    the way ``fast_forward`` runs it: norm statistics from ``control``, possibly stopping
-    in front of a norm layer (see :class:`NormControl`)."""
-    return _run(module, x, control)
-
-
-def count_norms(module: nn.Module) -> int:
-    """How many instance-norm layers ``module`` runs (what ``stop_at`` counts)."""
-    return sum(isinstance(m, nn.InstanceNorm2d) for m in module.modules())
-
-
-def residual_layers(
-    block: ResidualBlock,
-) -> tuple[ConvLayer, nn.InstanceNorm2d, ConvLayer, nn.InstanceNorm2d]:
-    """(conv, norm, conv, norm) of a residual block; ReLU after the first norm only."""
-    (conv_a, norm_a, _relu), conv_b, norm_b = block.body[0], block.body[1], block.body[2]
-    return conv_a, norm_a, conv_b, norm_b
-
-
-def fast_forward(
-    model: TransformerNet, x: torch.Tensor, control: NormControl | None = None
-) -> torch.Tensor:
-    """``model(x)`` for inference, in the input's memory format, with controllable norm.
-
-    The same function as ``TransformerNet.forward`` in eval mode (tested to float
-    tolerance), but instance norm is one in-place scale-and-shift fused with its ReLU:
-    PyTorch's own InstanceNorm2d copies channels-last tensors to NCHW and back, which
-    costs more than the convolutions gain from channels-last on CPU.
-    """
-    control = control or NormControl()
-    if control.stop_at is not None:
-        raise ValueError("fast_forward runs the whole net; use run_stage to stop early.")
-    h, w = x.shape[-2:]
-    pad_h, pad_w = (-h) % 4, (-w) % 4
-    if pad_h or pad_w:
-        x = nn.functional.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
-    y = _run(model.encoder, x, control)  # (1, 4w, H/4, W/4)
-    y = _run(model.decoder, _run(model.residuals, y, control), control)  # (1, 3, H, W)
-    return y[..., :h, :w].clamp(0, 1)

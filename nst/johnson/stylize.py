@@ -1,0 +1,262 @@
+"""Stylise a photo with a trained Johnson transformer net: any size, CPU or CUDA.
+
+Images over a memory budget are run in windows by :mod:`nst.johnson.tiling`, whose
+output equals the untiled one (to float rounding).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from nst import color
+from nst.errors import NSTError
+from nst.hardware import resolve_device
+from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
+from nst.johnson.fast import NormControl, fast_forward
+from nst.johnson.model import GRID, TransformerNet, load_transformer
+from nst.johnson.tiling import Progress, tiled_forward
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+#: Smallest window side accepted: the halos must leave some core.
+MIN_TILE = 64
+#: Activation memory one pass may use on CPU before "auto" tiles (NST_TILE_BUDGET_MB).
+CPU_BUDGET_BYTES = int(os.environ.get("NST_TILE_BUDGET_MB", 1024)) * 2**20
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one ``stylize`` call will do; returned by :func:`plan` so it can be shown."""
+
+    device: torch.device
+    precision: str  # "fp32" | "bf16" | "fp16"
+    tile: int | None  # window side in px, or None for one pass
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def _resolve_model(model: TransformerNet | str | os.PathLike) -> TransformerNet:
+    if isinstance(model, TransformerNet):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return load_transformer(model)
+    raise NSTError(f"model must be a TransformerNet or a model folder, not {type(model).__name__}.")
+
+
+def _content_tensor(image: ImageSource | torch.Tensor, size: int | None) -> torch.Tensor:
+    """Any accepted image form -> (1, 3, H, W) float32 in [0, 1] on the CPU."""
+    if size is not None and (not isinstance(size, int) or size < 16):
+        raise NSTError(f"size is the output's long side in pixels (16 or more), not {size!r}.")
+    if not isinstance(image, torch.Tensor):
+        return to_tensor(load_image(image, long_side=size))
+    x = image.detach()
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    if x.dim() != 4 or x.shape[:2] != (1, 3):
+        raise NSTError(
+            f"An image tensor must be (1, 3, H, W) RGB in [0, 1]; got {tuple(image.shape)}."
+        )
+    x = x.to("cpu", torch.float32)
+    if not torch.isfinite(x).all() or x.min() < 0 or x.max() > 1:
+        raise NSTError("The image tensor has values outside [0, 1]; scale it to [0, 1] first.")
+    if size is not None:
+        # Through PIL so tensors and files are resized by the same (Lanczos) filter.
+        x = to_tensor(resize_long_side(to_pil(x), size))
+    return x
+
+
+# ----------------------------------------------------------------------------- planning
+
+
+def _native_bf16_cpu() -> bool:
+    """True on CPUs with bf16 arithmetic (AVX-512 BF16 / AMX); elsewhere it is emulated."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def _resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise NSTError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        # fp16 keeps 3 more mantissa bits than bf16, and instance-normalised activations
+        # stay far from fp16's range limit.
+        return "fp16"
+    # Without native bf16 the CPU emulates it ~10x slower than fp32 (measured on an AVX2
+    # EPYC, see benchmarks/bench_transformer.py), so fp32 is the fast mode there.
+    return "bf16" if _native_bf16_cpu() else "fp32"
+
+
+def bytes_per_pixel(model: TransformerNet, precision: str) -> int:
+    """Peak activation bytes per input pixel of one pass (measured, with headroom).
+
+    The peak is the last upsampling stage: the upsampled 2w-channel map, its reflection
+    padded copy and the w-channel conv output coexist at full resolution (5w channels),
+    plus oneDNN's working buffers; 8w channels covers what we measured on CPU.
+    """
+    return 8 * model.channels(1) * torch.finfo(_DTYPES[precision]).bits // 8
+
+
+def _budget(device: torch.device) -> int:
+    if device.type == "cuda":
+        free, _total = torch.cuda.mem_get_info(device)
+        return int(free * 0.5)
+    return CPU_BUDGET_BYTES
+
+
+def _round_to_grid(n: float) -> int:
+    return max(GRID, int(n) // GRID * GRID)
+
+
+def plan(
+    model: TransformerNet,
+    height: int,
+    width: int,
+    *,
+    device: torch.device | str | None = None,
+    tile: int | str | None = "auto",
+    precision: str = "auto",
+) -> Plan:
+    """Decide device, precision and tiling for an image of ``height`` x ``width``."""
+    dev = resolve_device(device)
+    prec = _resolve_precision(precision, dev)
+    max_pixels = _budget(dev) // bytes_per_pixel(model, prec)
+    if tile == "auto":
+        if height * width <= max_pixels:
+            return Plan(dev, prec, None)
+        side = _round_to_grid(math.sqrt(max_pixels))
+    elif tile is None or tile == 0:
+        return Plan(dev, prec, None)
+    elif isinstance(tile, int) and not isinstance(tile, bool) and tile >= MIN_TILE:
+        side = _round_to_grid(tile)
+    else:
+        raise NSTError(
+            f"tile must be 'auto', 0/None (never tile) or a side of at least {MIN_TILE} px, "
+            f"not {tile!r}."
+        )
+    if height <= side and width <= side:
+        return Plan(dev, prec, None)
+    return Plan(dev, prec, side)
+
+
+# ----------------------------------------------------------------------------- running
+
+
+def _prepare(model: TransformerNet, device: torch.device, precision: str) -> TransformerNet:
+    """The net as a run needs it: eval mode, on ``device``, in the run's dtype, channels-last
+    (faster convs on CPU and on CUDA tensor cores). A net already placed so (as
+    ``zoo.load`` places them) is used as it is; any other is copied, so the caller's
+    model is never changed."""
+    dtype = _DTYPES[precision]
+    if is_placed(model, device, dtype):
+        return model
+    net = copy.deepcopy(model).eval()
+    return net.to(device=device, dtype=dtype, memory_format=torch.channels_last)
+
+
+def is_placed(model: TransformerNet, device: torch.device, dtype: torch.dtype) -> bool:
+    """True when ``model`` is in eval mode with every tensor on ``device`` in ``dtype``,
+    conv weights channels-last: what inference can use without a copy."""
+    if model.training:
+        return False
+    for tensor in model.state_dict().values():
+        on_device = tensor.device.type == device.type and (
+            device.index is None or tensor.device.index == device.index
+        )
+        if not on_device or tensor.dtype != dtype:
+            return False
+        if tensor.dim() == 4 and not tensor.is_contiguous(memory_format=torch.channels_last):
+            return False
+    return True
+
+
+def _run_net(
+    net: TransformerNet, x: torch.Tensor, control: NormControl | None = None
+) -> torch.Tensor:
+    """One pass of a CPU float32 (1, 3, h, w) tensor; the result comes back the same way."""
+    param = next(net.parameters())
+    x = x.to(param.device, param.dtype).contiguous(memory_format=torch.channels_last)
+    return fast_forward(net, x, control).to("cpu", torch.float32).contiguous()
+
+
+def stylize_tensor(
+    model: TransformerNet,
+    content: torch.Tensor,
+    *,
+    device: torch.device | str | None = None,
+    tile: int | str | None = "auto",
+    precision: str = "auto",
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """The network's output for a CPU (1, 3, H, W) tensor in [0, 1], tiled when needed."""
+    h, w = content.shape[-2:]
+    p = plan(model, h, w, device=device, tile=tile, precision=precision)
+    net = _prepare(model, p.device, p.precision)
+    with torch.inference_mode():
+        if p.tile is None:
+            if progress:
+                progress(0, 1)
+            y = _run_net(net, content)
+            if progress:
+                progress(1, 1)
+            return y
+        return tiled_forward(net, content, p.tile, progress)
+
+
+def stylize(
+    model: TransformerNet | str | os.PathLike,
+    image: ImageSource | torch.Tensor,
+    *,
+    size: int | None = None,
+    strength: float = 1.0,
+    preserve_colors: bool = False,
+    device: torch.device | str | None = None,
+    tile: int | str | None = "auto",
+    precision: str = "auto",
+    progress: Progress | None = None,
+) -> Image.Image:
+    """Stylise ``image`` with a transformer net and return an RGB PIL image.
+
+    ``image``: a path, bytes, PIL image or (1, 3, H, W) tensor in [0, 1]. ``size``: the
+    output's long side (None keeps the image's own size). ``strength``: 1 the full style,
+    0 the photo. ``preserve_colors``: the stylised luminance with the photo's colours.
+    ``tile``: "auto" tiles only above a memory budget, an int forces windows of that side,
+    0/None never tiles. ``precision``: "auto" (fastest mode that keeps quality on the
+    device), "fp32", "bf16" or "fp16". ``progress(done_tiles, total_tiles)`` is called
+    as tiles finish.
+    """
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise NSTError(f"strength must be a number in [0, 1], not {strength!r}.")
+    if not 0.0 <= strength <= 1.0:
+        raise NSTError(f"strength must be in [0, 1] (1 = full style, 0 = photo), not {strength}.")
+    net = _resolve_model(model)
+    content = _content_tensor(image, size)
+    if strength == 0.0:
+        return to_pil(content)  # nothing of the style survives: skip the network
+    y = stylize_tensor(
+        net, content, device=device, tile=tile, precision=precision, progress=progress
+    )
+    if preserve_colors:
+        y = _preserve(y, content)
+    return to_pil(color.blend(y, content, float(strength)))
+
+
+def _preserve(stylised: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
+    """Colour preservation in bands of rows, so a 4K image needs no full-size temporaries."""
+    out = torch.empty_like(stylised)
+    band = 512
+    for top in range(0, stylised.shape[-2], band):
+        rows = slice(top, top + band)
+        out[..., rows, :] = color.preserve_colors(stylised[..., rows, :], content[..., rows, :])
+    return out

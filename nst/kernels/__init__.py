@@ -1,0 +1,1 @@
+"""CPU kernels the library runs its networks with (no policy: callers decide where)."""
