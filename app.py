@@ -34,16 +34,16 @@ from gradio.utils import get_upload_folder
 from PIL import Image
 
 import zoo
-from nst.color import blend
 from nst.errors import NSTError
-from nst.gatys import GatysConfig, gatys_steps
-from nst.images import load_image, png_bytes, to_pil, to_tensor
+from nst.gatys import INITS as GATYS_INITS
+from nst.gatys import OPTIMIZERS, GatysConfig, gatys_steps
+from nst.images import load_image, png_bytes
 from nst.johnson import stylize
 from zoo.catalogue import catalogue_path
 
 ROOT = Path(__file__).resolve().parent
-OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise")
+#: The page offers no init-image upload, so no "image" start.
+INITS = tuple(init for init in GATYS_INITS if init != "image")
 UPLOADED_STYLE = "your style image"
 PREVIEW_SECONDS = 0.3  # the Gatys column refreshes at most this often
 
@@ -107,7 +107,7 @@ def default_config(catalogue: Path | None = None) -> AppConfig:
     styles = _safe_list_styles(catalogue)[0]
     photos = _example_photos()
     if styles and photos:
-        wanted = ("tubingen", "golden_gate", "cat_chelsea", "kodim04_portrait_red_hat")
+        wanted = ("golden_gate", "dog", "cat_chelsea", "astronaut")
         chosen = [p for p in photos if p.stem in wanted] or photos[:4]
         # Each photo with a different style, so the examples show the zoo's range.
         rows = tuple((str(p), styles[i % len(styles)].id) for i, p in enumerate(chosen))
@@ -231,7 +231,7 @@ class StyleTransferDemo:
         """Johnson et al. 2016: one pass through the style's trained network."""
         content = _load(photo, "photo")
         long_side = int(_number(size, "Johnson size", 64, self.config.max_size))
-        alpha = _number(strength, "Style strength", 0.0, 1.0)
+        style_strength = _number(strength, "Style strength", 0.0, 1.0)
         if style_image is not None:
             return None, (
                 "**Johnson — no trained model for an uploaded style image.** A Johnson "
@@ -243,7 +243,7 @@ class StyleTransferDemo:
         model = self._model(entry)
         try:
             result = _johnson_on_device(
-                model, content, long_side, alpha, bool(preserve_colors), self.config.device
+                model, content, long_side, style_strength, bool(preserve_colors), self.config.device
             )
         except NSTError as exc:
             raise gr.Error(str(exc)) from exc
@@ -252,7 +252,13 @@ class StyleTransferDemo:
         return path, f"**Johnson — {_seconds(took)}** · {entry.title}"
 
     def gatys_config(
-        self, size: int, iterations: int, optimizer: str, init: str, preserve_colors: bool
+        self,
+        size: int,
+        iterations: int,
+        optimizer: str,
+        init: str,
+        preserve_colors: bool,
+        strength: float = 1.0,
     ) -> GatysConfig:
         """The library's settings from the page's; ``gatys_overrides`` may add any field."""
         return GatysConfig(
@@ -262,6 +268,7 @@ class StyleTransferDemo:
                 "optimizer": optimizer,
                 "init": init,
                 "preserve_colors": preserve_colors,
+                "strength": strength,
                 "report_every": self.config.gatys_report_every,
                 "vgg_weights": self.config.vgg_weights,
                 **self.config.gatys_overrides,
@@ -287,7 +294,7 @@ class StyleTransferDemo:
         steps = int(_number(iterations, "Gatys iterations", 1, self.config.max_iterations))
         optimizer = _choice(optimizer, "Optimiser", OPTIMIZERS)
         init = _choice(init, "Initialisation", INITS)
-        alpha = _number(strength, "Style strength", 0.0, 1.0)
+        style_strength = _number(strength, "Style strength", 0.0, 1.0)
         if style_image is not None:
             painting, title = _load(style_image, "style image"), UPLOADED_STYLE
         else:
@@ -296,7 +303,9 @@ class StyleTransferDemo:
         progress(0, desc="Gatys: loading VGG")
         yield None, f"Gatys — starting ({steps} iterations, {long_side} px) · {title}"
         try:
-            config = self.gatys_config(long_side, steps, optimizer, init, bool(preserve_colors))
+            config = self.gatys_config(
+                long_side, steps, optimizer, init, bool(preserve_colors), style_strength
+            )
             shown = 0.0
             for step in _gatys_on_device(content, painting, config, self.config.device):
                 # Gradio can stop a run only between two yields: report often, show a
@@ -304,7 +313,7 @@ class StyleTransferDemo:
                 if not step.done and time.monotonic() - shown < PREVIEW_SECONDS:
                     continue
                 shown = time.monotonic()
-                image = _with_strength(step.image, content, alpha)
+                image = step.image
                 progress((step.iteration, step.iterations), desc="Gatys", unit="iterations")
                 verb = "" if step.done else " (running)"
                 label = f"Gatys — {step.iteration} iterations, {_seconds(step.seconds)}{verb}"
@@ -360,14 +369,6 @@ class ResultFiles:
 
 
 RESULTS = ResultFiles()
-
-
-def _with_strength(image: Image.Image, content: Image.Image, strength: float) -> Image.Image:
-    """Mix the result with the photo (strength 1 = all style) via nst.color.blend."""
-    if strength >= 1.0:
-        return image
-    photo = content.resize(image.size, Image.Resampling.LANCZOS)
-    return to_pil(blend(to_tensor(image), to_tensor(photo), strength))
 
 
 @spaces.GPU(duration=30)

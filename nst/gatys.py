@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from nst.color import blend
 from nst.color import preserve_colors as keep_photo_colors
 from nst.errors import NSTError
 from nst.hardware import resolve_device
@@ -59,6 +60,7 @@ class GatysConfig:
     style_scale: float = 1.0  # style image long side = size * style_scale
     style_blend: Sequence[float] | None = None  # one weight per style image
     preserve_colors: bool = False  # keep the photo's colours, take the style's luminance
+    strength: float = 1.0  # 1 = the result, 0 = the photo: mixed in by nst.color.blend
     scales: int = 3  # coarse-to-fine stages (each half the size of the next); 1 = off
     seed: int = 0
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
@@ -77,6 +79,8 @@ class GatysConfig:
             raise NSTError("init='image' needs an init_image.")
         if self.size < MIN_STAGE_SIDE:
             raise NSTError(f"size must be at least {MIN_STAGE_SIDE} px, not {self.size}.")
+        if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
+            raise NSTError(f"strength must be in [0, 1] (1 = full style), not {self.strength!r}.")
         if self.iterations < 1:
             raise NSTError("iterations must be at least 1.")
         if self.scales < 1:
@@ -324,6 +328,8 @@ def _output(image: torch.Tensor, content: torch.Tensor, config: GatysConfig) -> 
     out = image.detach().clamp(0, 1)
     if config.preserve_colors:
         out = keep_photo_colors(out, content)
+    if config.strength < 1.0:
+        out = blend(out, content, config.strength)
     return to_pil(out)
 
 

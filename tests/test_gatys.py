@@ -20,7 +20,7 @@ from nst.gatys import (
     stage_budgets,
     stage_sizes,
 )
-from nst.images import to_tensor
+from nst.images import load_image, to_tensor
 from nst.vgg import load_loss_network
 
 
@@ -244,3 +244,22 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path: Path, capsys) -> None:
         ]
     )
     assert code == 2 and "--style-blend" in capsys.readouterr().err
+
+
+def test_strength_mixes_the_result_with_the_photo(tiny_net) -> None:
+    photo, style = _photo(), _stripes()
+    runs = {}
+    for strength in (1.0, 0.5, 0.0):
+        config = _config(iterations=5, strength=strength)
+        *_, final = gatys_steps(photo, [style], config, device="cpu", loss_net=tiny_net)
+        runs[strength] = to_tensor(final.image)
+    content = to_tensor(load_image(photo, long_side=64))  # the photo as the run sized it
+    assert (runs[0.0] - content).abs().max() <= 1 / 255  # strength 0: the photo itself
+    assert (runs[1.0] - content).abs().mean() > 0.02
+    half = (runs[1.0] + content) / 2
+    assert (runs[0.5] - half).abs().max() <= 1.5 / 255  # a linear mix, rounded to 8 bits
+
+
+def test_strength_outside_zero_to_one_is_refused() -> None:
+    with pytest.raises(NSTError, match="strength"):
+        _config(strength=1.5).validate()

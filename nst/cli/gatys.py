@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--scales", type=int, default=defaults.scales, help="coarse-to-fine stages (1 = off)"
     )
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate)
+    parser.add_argument(
+        "--strength", type=float, default=defaults.strength, help="1 = full style, 0 = the photo"
+    )
     parser.add_argument("--pooling", choices=("max", "avg"), default=defaults.pooling)
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
@@ -69,6 +72,7 @@ def config_from_args(args: argparse.Namespace) -> GatysConfig:
         style_scale=args.style_scale,
         style_blend=args.style_blend,
         preserve_colors=args.preserve_colors,
+        strength=args.strength,
         scales=args.scales,
         seed=args.seed,
         learning_rate=args.learning_rate,
