@@ -21,7 +21,7 @@ from nst.johnson import load_transformer
 from train import checkpoint as ckpt
 from train import data
 from train.__main__ import main
-from train.loop import read_csv
+from train.metrics import read_csv
 
 TINY = [
     "--iterations", "4", "--image-size", "32", "--batch-size", "2", "--style-size", "48",

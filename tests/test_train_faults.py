@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 from test_train import TINY, make_photos, make_style
 
 from train import checkpoint as ckpt
-from train.loop import read_csv
+from train.metrics import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -28,6 +28,7 @@ from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerNet, load_transformer, save_transformer
 from train import checkpoint as ckpt
 from train import data
+from train.config import TrainConfig
 
 EXPORT_NAME = "export"
 SAMPLE_SIZE = 512  # long side of the sample outputs in the card
@@ -45,6 +46,43 @@ def _find_checkpoint(run_dir: Path, step: int | None) -> ckpt.Checkpoint:
             return found
     steps = ", ".join(str(c.step) for c in checkpoints)
     raise NSTError(f"'{run_dir}' has no checkpoint of step {step}; it has steps {steps}.")
+
+
+def style_metadata(config: TrainConfig) -> dict[str, str]:
+    """The ``style`` block of config.json (also read by the model card and publish)."""
+    return {
+        "id": config.style_id,
+        "title": config.title,
+        "painting": config.painting,
+        "artist": config.artist,
+        "year": config.year,
+        "image": "style.jpg",
+    }
+
+
+def training_metadata(config: TrainConfig) -> dict[str, object]:
+    """The hyper-parameters that define the model (paths and run mechanics left out)."""
+    keys = (
+        "iterations",
+        "image_size",
+        "batch_size",
+        "style_size",
+        "lr",
+        "content_weight",
+        "style_weight",
+        "tv_weight",
+        "content_layers",
+        "style_layers",
+        "seed",
+        "dataset",
+    )
+    meta: dict[str, object] = {k: getattr(config, k) for k in keys}
+    meta["loss_network"] = "vgg16"
+    if config.init_from:
+        # As given: an export folder's own name is just "export", which says nothing.
+        meta["init_from"] = str(config.init_from)
+    meta["optimizer"] = "adam"
+    return meta
 
 
 @torch.no_grad()

@@ -1,18 +1,15 @@
 """The training loop of Johnson et al. 2016 on the project's losses and loss network.
 
-One process trains on one device; under ``torchrun`` every process trains on its own
-share of each step's data and DistributedDataParallel averages the gradients (NCCL on
-GPUs, gloo on CPU), so all ranks hold the same weights after every step. Rank 0 alone
-writes checkpoints, previews, metrics and the export.
+One process trains on one device; under ``torchrun`` each process takes its share of every
+step (:mod:`train.distributed`). Rank 0 alone writes checkpoints (:mod:`train.checkpoint`),
+previews, the CSV logs (:mod:`train.metrics`) and the export (:mod:`train.export`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
-import os
 import sys
 import time
 import warnings
@@ -21,10 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.distributed as dist
 
 from nst.errors import NSTError
-from nst.files import atomic_path, atomic_write_text
+from nst.files import atomic_write_text
 from nst.hardware import describe
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
@@ -33,58 +29,18 @@ from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
 from train import data
 from train.config import TrainConfig
+from train.distributed import (
+    Ranks,
+    all_true,
+    mean_over_ranks,
+    setup_distributed,
+    teardown_distributed,
+    wrap_for_ranks,
+)
+from train.export import export_run, style_metadata, training_metadata
+from train.metrics import RunLogs
 
-METRICS_NAME = "metrics.csv"
-VAL_METRICS_NAME = "val_metrics.csv"
 RUN_CONFIG_NAME = "run.json"
-METRIC_FIELDS = ["step", "epoch", "total", "content", "style", "tv", "images_per_s", "seconds"]
-VAL_FIELDS = ["step", "total", "content", "style", "tv"]
-
-
-@dataclass
-class Dist:
-    """Where this process sits in a (possibly one-process) distributed run."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    device: torch.device = torch.device("cpu")
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def setup_distributed() -> Dist:
-    """Read torchrun's environment; join the process group when there is one."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank = int(os.environ.get("RANK", "0"))
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if torch.cuda.is_available():
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    return Dist(rank, world, local_rank, device)
-
-
-def _all_true(flag: bool, env: Dist) -> bool:
-    """True when ``flag`` holds on every rank (a NaN on one rank stops them all)."""
-    if env.world == 1:
-        return flag
-    t = torch.tensor([0.0 if flag else 1.0], device=env.device)
-    dist.all_reduce(t)
-    return t.item() == 0.0
-
-
-def _mean_over_ranks(values: torch.Tensor, env: Dist) -> torch.Tensor:
-    if env.world > 1:
-        values = values.clone()
-        dist.all_reduce(values)
-        values /= env.world
-    return values
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
@@ -120,43 +76,6 @@ def build_loss(config: TrainConfig, device: torch.device) -> PerceptualLoss:
     return PerceptualLoss(net, config.content_layers, config.style_layers, grams, weights)
 
 
-def style_metadata(config: TrainConfig) -> dict[str, str]:
-    """The ``style`` block of config.json (also read by the model card and publish)."""
-    return {
-        "id": config.style_id,
-        "title": config.title,
-        "painting": config.painting,
-        "artist": config.artist,
-        "year": config.year,
-        "image": "style.jpg",
-    }
-
-
-def training_metadata(config: TrainConfig) -> dict[str, object]:
-    """The hyper-parameters that define the model (paths and run mechanics left out)."""
-    keys = (
-        "iterations",
-        "image_size",
-        "batch_size",
-        "style_size",
-        "lr",
-        "content_weight",
-        "style_weight",
-        "tv_weight",
-        "content_layers",
-        "style_layers",
-        "seed",
-        "dataset",
-    )
-    meta: dict[str, object] = {k: getattr(config, k) for k in keys}
-    meta["loss_network"] = "vgg16"
-    if config.init_from:
-        # As given: an export folder's own name is just "export", which says nothing.
-        meta["init_from"] = str(config.init_from)
-    meta["optimizer"] = "adam"
-    return meta
-
-
 def build_model(config: TrainConfig) -> TransformerNet:
     torch.manual_seed(config.seed)  # every rank starts from the same weights
     net_config = TransformerConfig(
@@ -182,39 +101,6 @@ def _initialise_from(model: TransformerNet, path: str) -> None:
             "Pass the same --width and --residual-blocks, or leave --init-from out."
         )
     model.load_state_dict(source.state_dict())
-
-
-class CsvLog:
-    """Append-only CSV; on resume the rows after the resumed step are dropped."""
-
-    def __init__(self, path: Path, fieldnames: list[str], resume_step: int | None):
-        self.path, self.fieldnames = path, fieldnames
-        if resume_step is not None and path.is_file():
-            with open(path, newline="") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["step"]) <= resume_step]
-            self._rewrite(rows)
-        elif not path.is_file() or resume_step is None:
-            self._rewrite([])
-        self._fh = open(path, "a", newline="")
-        self._writer = csv.DictWriter(self._fh, fieldnames)
-
-    def _rewrite(self, rows: list[dict]) -> None:
-        with atomic_path(self.path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, self.fieldnames)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    def write(self, row: dict) -> None:
-        self._writer.writerow(row)
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-def read_csv(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def preview_grid(photos: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
@@ -271,29 +157,90 @@ def _progress(total: int, initial: int, enabled: bool) -> Iterator | None:
 
 def train(config: TrainConfig, resume: bool = False) -> Path | None:
     """Run (or continue) the training described by ``config``; returns the export folder."""
-    env = setup_distributed()
+    ranks = setup_distributed()
     try:
-        return _train(config, resume, env)
+        return _train(config, resume, ranks)
     finally:
-        if env.world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
+        teardown_distributed(ranks)
 
 
-def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
-    run_dir = Path(config.out)
-    device = env.device
+@dataclass
+class _Run:
+    """What one process's training holds between steps."""
+
+    config: TrainConfig
+    ranks: Ranks
+    model: TransformerNet
+    optimizer: torch.optim.Optimizer
+    loss_fn: PerceptualLoss
+    photos: torch.Tensor | None  # validation photos; None with --val-count 0
+    logs: RunLogs | None  # rank 0 only
+    bf16: bool
+    channels_last: bool
+    step: int = 0
+    train_seconds: float = 0.0
+    last_good: ckpt.Checkpoint | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config.out)
+
+    def preview(self) -> None:
+        """Validation losses and a preview grid of the fixed photos (rank 0)."""
+        if self.photos is None or self.logs is None:
+            return
+        losses, outputs = validate(self.model, self.loss_fn, self.photos)
+        self.logs.validated(self.step, losses)
+        grid = preview_grid(self.photos, outputs)
+        save_image(grid, self.run_dir / "previews" / f"step_{self.step:07d}.jpg")
+
+    def checkpoint(self) -> None:
+        if not all_true(_weights_finite(self.model), self.ranks):
+            _stop_on_nan(self.step, float("nan"), self.last_good)
+        if not self.ranks.main:
+            return
+        extra = {
+            "train_seconds": self.train_seconds,
+            "config": self.config.to_dict(),
+            "hardware": describe(self.ranks.device, self.ranks.world),
+            "precision": "bf16" if self.bf16 else "fp32",
+        }
+        path = ckpt.save_checkpoint(
+            self.run_dir, self.step, self.model, self.optimizer, extra, self.config.keep_checkpoints
+        )
+        self.last_good = ckpt.latest_checkpoint(self.run_dir)
+        assert self.last_good is not None and self.last_good.path == path
+
+
+def _split_files(config: TrainConfig) -> tuple[list[Path], list[Path]]:
+    """(training photos, validation photos)."""
+    files = data.list_images(config.data)
+    if config.val_dir:
+        return files, data.list_images(config.val_dir)[: config.val_count]
+    return data.split_validation(files, config.val_count)
+
+
+def _tune_backends(device: torch.device) -> None:
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
 
-    files = data.list_images(config.data)
-    if config.val_dir:
-        train_files, val_files = files, data.list_images(config.val_dir)[: config.val_count]
-    else:
-        train_files, val_files = data.split_validation(files, config.val_count)
-    iterations = _iterations(config, len(train_files), env.world)
 
+def _resume_from(run: _Run) -> None:
+    """Load the newest checkpoint, if any, into the model and optimiser."""
+    found = ckpt.latest_checkpoint(run.run_dir)
+    if found is None:
+        return
+    ckpt.load_checkpoint(found, run.model, run.optimizer)
+    run.step, run.train_seconds = found.step, float(found.state.get("train_seconds", 0.0))
+    for group in run.optimizer.param_groups:  # --lr may be changed on resume
+        group["lr"] = run.config.lr
+
+
+def _start(config: TrainConfig, resume: bool, ranks: Ranks, photos: torch.Tensor | None) -> _Run:
+    """Loss, model (fresh or resumed), optimiser, run folder and logs."""
+    device = ranks.device
     loss_fn = build_loss(config, device)
     model = build_model(config).to(device)
     channels_last = use_channels_last(config, device)
@@ -301,160 +248,127 @@ def _train(config: TrainConfig, resume: bool, env: Dist) -> Path | None:
         model = model.to(memory_format=torch.channels_last)
         loss_fn.net.to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-
-    start, train_seconds = 0, 0.0
+    run = _Run(
+        config, ranks, model, optimizer, loss_fn, photos, None, use_bf16(config, device),
+        channels_last,
+    )  # fmt: skip
     if resume:
-        found = ckpt.latest_checkpoint(run_dir)
-        if found is not None:
-            ckpt.load_checkpoint(found, model, optimizer)
-            start, train_seconds = found.step, float(found.state.get("train_seconds", 0.0))
-            for group in optimizer.param_groups:  # --lr may be changed on resume
-                group["lr"] = config.lr
-    if env.main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / ckpt.CHECKPOINTS).mkdir(exist_ok=True)
-        atomic_write_text(run_dir / RUN_CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+        _resume_from(run)
+    if ranks.main:
+        (run.run_dir / ckpt.CHECKPOINTS).mkdir(parents=True, exist_ok=True)
+        (run.run_dir / "previews").mkdir(exist_ok=True)
+        atomic_write_text(run.run_dir / RUN_CONFIG_NAME, json.dumps(config.to_dict(), indent=2))
+        run.logs = RunLogs(run.run_dir, run.step, resume)
+        run.last_good = ckpt.latest_checkpoint(run.run_dir)
+    return run
 
-    wrapped: torch.nn.Module = model
-    if env.world > 1:
-        ids = [device.index] if device.type == "cuda" else None
-        wrapped = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
+    device = ranks.device
+    _tune_backends(device)
+    train_files, val_files = _split_files(config)
+    iterations = _iterations(config, len(train_files), ranks.world)
+    # --val-count 0: no validation photos, so no previews or validation losses.
+    photos = data.load_validation(val_files, config.image_size).to(device) if val_files else None
+    run = _start(config, resume, ranks, photos)
+    wrapped = wrap_for_ranks(run.model, ranks)
     if config.compile:
         wrapped = torch.compile(wrapped)
-
     workers = config.workers if config.workers >= 0 else (4 if device.type == "cuda" else 0)
-    dataset = data.CropDataset(train_files, config.image_size, config.seed)
     loader = data.make_loader(
-        dataset,
-        start,
+        data.CropDataset(train_files, config.image_size, config.seed),
+        run.step,
         iterations,
         config.batch_size,
-        env.rank,
-        env.world,
+        ranks.rank,
+        ranks.world,
         workers,
         pin_memory=device.type == "cuda",
     )
-    # --val-count 0: no validation photos, so no previews or validation losses.
-    photos = data.load_validation(val_files, config.image_size).to(device) if val_files else None
-    bf16 = use_bf16(config, device)
-
-    metrics = val_log = None
-    if env.main:
-        metrics = CsvLog(run_dir / METRICS_NAME, METRIC_FIELDS, start if resume else None)
-        # A resume from step 0 (killed before its first checkpoint) previews step 0 again.
-        val_keep = start if resume and start > 0 else None
-        val_log = CsvLog(run_dir / VAL_METRICS_NAME, VAL_FIELDS, val_keep)
-        (run_dir / "previews").mkdir(exist_ok=True)
+    if ranks.main:
         _tqdm_write(
-            f"training '{config.style_id}' on {describe(device, env.world)}: steps {start}"
-            f"..{iterations}, {len(train_files)} photos, batch {config.batch_size} x "
-            f"{env.world}, {config.image_size} px, {'bf16' if bf16 else 'fp32'}"
-            f"{', channels_last' if channels_last else ''}"
+            f"training '{config.style_id}' on {describe(device, ranks.world)}: steps "
+            f"{run.step}..{iterations}, {len(train_files)} photos, batch {config.batch_size} x "
+            f"{ranks.world}, {config.image_size} px, {'bf16' if run.bf16 else 'fp32'}"
+            f"{', channels_last' if run.channels_last else ''}"
         )
-
-    def checkpoint_extra() -> dict:
-        return {
-            "train_seconds": train_seconds,
-            "config": config.to_dict(),
-            "hardware": describe(device, env.world),
-            "precision": "bf16" if bf16 else "fp32",
-        }
-
-    def preview(step: int) -> None:
-        if photos is None:
-            return
-        losses, outputs = validate(model, loss_fn, photos)
-        assert val_log is not None
-        val_log.write({"step": step, **{k: f"{losses[k]:.6g}" for k in VAL_FIELDS[1:]}})
-        save_image(preview_grid(photos, outputs), run_dir / "previews" / f"step_{step:07d}.jpg")
-
-    if env.main and start == 0:
-        preview(0)
-
-    bar = _progress(iterations, start, config.progress and env.main)
-    model.train()
-    step = start
-    last_good = ckpt.latest_checkpoint(run_dir) if env.main else None
+        if run.step == 0:
+            run.preview()
+    bar = _progress(iterations, run.step, config.progress and ranks.main)
+    run.model.train()
     try:
         for batch in loader:
-            t0 = time.perf_counter()
-            x = batch.to(device, non_blocking=True)
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            loss, parts = compute_loss(wrapped, loss_fn, x, bf16)
-            finite = _all_true(bool(torch.isfinite(loss)), env)
-            if not finite:
-                _stop_on_nan(step + 1, float(loss.detach()), last_good)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            step += 1
-            seconds = time.perf_counter() - t0
-            train_seconds += seconds
-            values = _mean_over_ranks(
-                torch.stack([parts["total"], parts["content"], parts["style"], parts["tv"]]), env
-            ).tolist()
-            ips = config.batch_size * env.world / max(seconds, 1e-9)
-            if env.main:
-                assert metrics is not None
-                metrics.write(
-                    {
-                        "step": step,
-                        "epoch": f"{(step * config.batch_size * env.world) / len(train_files):.4f}",
-                        **{k: f"{v:.6g}" for k, v in zip(METRIC_FIELDS[2:6], values, strict=True)},
-                        "images_per_s": f"{ips:.3f}",
-                        "seconds": f"{train_seconds:.2f}",
-                    }
-                )
-                if bar is not None:
-                    bar.set_postfix(
-                        loss=f"{values[0]:.3g}",
-                        content=f"{values[1]:.3g}",
-                        style=f"{values[2]:.3g}",
-                        img_s=f"{ips:.2f}",
-                        refresh=False,
-                    )
-                    bar.update(1)
-            out_of_time = _out_of_time(config, train_seconds, env)
-            last = step == iterations or out_of_time
-            if step % config.checkpoint_every == 0 or last:
-                if not _all_true(_weights_finite(model), env):
-                    _stop_on_nan(step, float("nan"), last_good)
-                if env.main:
-                    path = ckpt.save_checkpoint(
-                        run_dir, step, model, optimizer, checkpoint_extra(), config.keep_checkpoints
-                    )
-                    last_good = ckpt.latest_checkpoint(run_dir)
-                    assert last_good is not None and last_good.path == path
-            if env.main and (step % config.preview_every == 0 or last):
-                preview(step)
+            losses, seconds = _optimise(run, wrapped, batch)
+            _log_step(run, losses, seconds, len(train_files), bar)
+            out_of_time = _out_of_time(config, run.train_seconds, ranks)
+            last = run.step == iterations or out_of_time
+            if run.step % config.checkpoint_every == 0 or last:
+                run.checkpoint()
+            if ranks.main and (run.step % config.preview_every == 0 or last):
+                run.preview()
             if out_of_time:
-                if env.main:
-                    _tqdm_write(f"--max-minutes {config.max_minutes:g} reached at step {step}")
+                if ranks.main:
+                    _tqdm_write(f"--max-minutes {config.max_minutes:g} reached at step {run.step}")
                 break
     finally:
         if bar is not None:
             bar.close()
-        for log in (metrics, val_log):
-            if log is not None:
-                log.close()
+        if run.logs is not None:
+            run.logs.close()
+    return _finish(run)
 
-    if config.save_rank_weights:
+
+def _optimise(
+    run: _Run, wrapped: torch.nn.Module, batch: torch.Tensor
+) -> tuple[list[float], float]:
+    """One optimiser step; returns the batch's losses (averaged over ranks) and its time."""
+    t0 = time.perf_counter()
+    x = batch.to(run.ranks.device, non_blocking=True)
+    if run.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    loss, parts = compute_loss(wrapped, run.loss_fn, x, run.bf16)
+    if not all_true(bool(torch.isfinite(loss)), run.ranks):
+        _stop_on_nan(run.step + 1, float(loss.detach()), run.last_good)
+    run.optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    run.optimizer.step()
+    run.step += 1
+    seconds = time.perf_counter() - t0
+    run.train_seconds += seconds
+    stacked = torch.stack([parts["total"], parts["content"], parts["style"], parts["tv"]])
+    return mean_over_ranks(stacked, run.ranks).tolist(), seconds
+
+
+def _log_step(run: _Run, losses: list[float], seconds: float, n_files: int, bar) -> None:
+    if run.logs is None:
+        return
+    images = run.config.batch_size * run.ranks.world
+    ips = images / max(seconds, 1e-9)
+    run.logs.step(run.step, run.step * images / n_files, losses, ips, run.train_seconds)
+    if bar is not None:
+        total, content, style, _tv = losses
+        bar.set_postfix(
+            loss=f"{total:.3g}", content=f"{content:.3g}", style=f"{style:.3g}",
+            img_s=f"{ips:.2f}", refresh=False,
+        )  # fmt: skip
+        bar.update(1)
+
+
+def _finish(run: _Run) -> Path | None:
+    if run.config.save_rank_weights:
         from nst.johnson import save_transformer
 
-        save_transformer(model, run_dir / f"rank{env.rank}")
-    if env.main and config.export:
-        from train.export import export_run
-
-        return export_run(run_dir)
+        save_transformer(run.model, run.run_dir / f"rank{run.ranks.rank}")
+    if run.ranks.main and run.config.export:
+        return export_run(run.run_dir)
     return None
 
 
-def _out_of_time(config: TrainConfig, train_seconds: float, env: Dist) -> bool:
+def _out_of_time(config: TrainConfig, train_seconds: float, ranks: Ranks) -> bool:
     """True on every rank once any rank has spent the --max-minutes budget."""
     if config.max_minutes is None:
         return False
-    return not _all_true(train_seconds < config.max_minutes * 60.0, env)
+    return not all_true(train_seconds < config.max_minutes * 60.0, ranks)
 
 
 def _weights_finite(model: torch.nn.Module) -> bool:
