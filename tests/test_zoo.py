@@ -7,6 +7,7 @@ what to do, and the Hub cache holds nothing half-written (no partial or bad blob
 from __future__ import annotations
 
 import json
+import os
 import threading
 from pathlib import Path
 
@@ -411,3 +412,31 @@ def test_train_export_folder_loads_through_the_zoo_unchanged(
     from_hub = zoo.load(f"tester/trained@{info.oid}", progress=False)
     with torch.no_grad():
         assert torch.equal(from_hub(x), loaded(x))
+
+
+def test_the_catalogue_is_parsed_once_and_again_when_it_changes(
+    tmp_path: Path, monkeypatch
+) -> None:
+    from zoo import catalogue as cat
+
+    path = tmp_path / "catalogue.json"
+    entry = hub_entry("waves", "x/y", "0" * 40, "0" * 64)
+    path.write_text(json.dumps({"styles": [entry]}))
+    parses = []
+    real = cat._parse_catalogue
+    monkeypatch.setattr(cat, "_parse_catalogue", lambda p: parses.append(p) or real(p))
+    assert [s.id for s in zoo.list_styles(path)] == ["waves"]
+    assert [s.id for s in zoo.list_styles(path)] == ["waves"]
+    assert zoo.get_style("waves", path).id == "waves"
+    assert len(parses) == 1
+    # an edit in place (same size, new content) and an atomic replace are both seen
+    before = path.stat().st_mtime_ns
+    path.write_text(json.dumps({"styles": [{**entry, "id": "wavez"}]}))
+    # as a person's edit a second later (the file clock may tick coarser than this test)
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+    assert [s.id for s in zoo.list_styles(path)] == ["wavez"]
+    other = tmp_path / "new.json"
+    other.write_text(json.dumps({"styles": [{**entry, "id": "other"}]}))
+    other.replace(path)
+    assert [s.id for s in zoo.list_styles(path)] == ["other"]
+    assert len(parses) == 3

@@ -186,11 +186,36 @@ def entry_from_dict(data: Any, base_dir: Path) -> StyleEntry:
     )
 
 
+#: Parsed catalogues by resolved path: (inode, mtime_ns, size) of the file, and its entries.
+#: An atomic rewrite makes a new inode, so even a same-size rewrite within the clock's
+#: granularity is seen.
+_parsed: dict[Path, tuple[tuple[int, int, int], tuple[StyleEntry, ...]]] = {}
+_parsed_lock = threading.Lock()
+
+
 def read_catalogue(catalogue: str | os.PathLike | None = None) -> list[StyleEntry]:
-    """All entries of a catalogue; a missing file is an empty catalogue."""
+    """All entries of a catalogue; a missing file is an empty catalogue.
+
+    Parsed and checked once, and again only when the file changes (its inode, modification
+    time or size), so a lookup per request costs a ``stat``.
+    """
     path = catalogue_path(catalogue)
-    if not path.exists():
+    try:
+        info = path.stat()
+    except FileNotFoundError:
         return []
+    key, stamp = path.resolve(), (info.st_ino, info.st_mtime_ns, info.st_size)
+    with _parsed_lock:
+        cached = _parsed.get(key)
+    if cached is not None and cached[0] == stamp:
+        return list(cached[1])
+    entries = _parse_catalogue(path)
+    with _parsed_lock:
+        _parsed[key] = (stamp, tuple(entries))
+    return entries
+
+
+def _parse_catalogue(path: Path) -> list[StyleEntry]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

@@ -1,0 +1,254 @@
+"""Loading a style: resolve a name (catalogue id, Hub repo id or folder) to weights, check
+them, build the network once per process and device, and share it between callers."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nst.errors import NSTError
+from nst.johnson import TransformerNet, load_transformer
+from nst.johnson.model import WEIGHTS_NAME
+from zoo import hub
+from zoo.catalogue import (
+    REPO_ID_PATTERN,
+    StyleEntry,
+    file_sha256,
+    read_catalogue,
+)
+
+_models: dict[tuple[Any, ...], TransformerNet] = {}
+_key_locks: dict[tuple[Any, ...], threading.Lock] = {}
+_registry_lock = threading.Lock()
+
+
+def list_styles(catalogue: str | os.PathLike | None = None) -> list[StyleEntry]:
+    """The catalogue's styles, in catalogue order."""
+    return read_catalogue(catalogue)
+
+
+def get_style(style_id: str, catalogue: str | os.PathLike | None = None) -> StyleEntry:
+    entries = read_catalogue(catalogue)
+    for entry in entries:
+        if entry.id == style_id:
+            return entry
+    known = ", ".join(e.id for e in entries) or "none yet"
+    raise NSTError(
+        f"Unknown style '{style_id}'. Known styles: {known}. Run `python -m zoo list`, or "
+        "pass a Hub repo id ('user/name') or a folder with model.safetensors + config.json."
+    )
+
+
+def clear_cache() -> None:
+    """Forget the in-process models (the Hub's disk cache is untouched)."""
+    with _registry_lock:
+        _models.clear()
+        _key_locks.clear()
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a name's weights come from, resolved without touching the network."""
+
+    label: str  # how errors name it: "Style 'x'", "Hub repo 'u/n'", "Folder '...'"
+    entry: StyleEntry | None = None
+    folder: Path | None = None
+    repo_id: str | None = None
+    revision: str = "main"
+
+    def key(self, device: str) -> tuple[Any, ...]:
+        if self.entry is not None:
+            e = self.entry
+            return ("style", str(e.base_dir), e.id, e.sha256, tuple(e.weights.items()), device)
+        if self.folder is not None:
+            weights = self.folder / WEIGHTS_NAME
+            stamp = weights.stat().st_mtime_ns if weights.exists() else 0
+            return ("folder", str(self.folder), stamp, device)
+        return ("hub", self.repo_id, self.revision, device)
+
+
+def _resolve(name: str | os.PathLike, catalogue: str | os.PathLike | None) -> _Source:
+    if isinstance(name, os.PathLike):
+        return _folder_source(Path(name))
+    if not isinstance(name, str) or not name.strip():
+        raise NSTError(f"A style name is needed, not {name!r}. Run `python -m zoo list`.")
+    name = name.strip()
+    entries = {e.id: e for e in read_catalogue(catalogue)}
+    if name in entries:
+        return _Source(f"Style '{name}'", entry=entries[name])
+    path = Path(name).expanduser()
+    if path.exists():
+        return _folder_source(path)
+    repo_id, _, revision = name.partition("@")
+    if REPO_ID_PATTERN.match(repo_id) and not name.startswith((".", "/", "~")):
+        return _Source(f"Hub repo '{repo_id}'", repo_id=repo_id, revision=revision or "main")
+    get_style(name, catalogue)  # raises the unknown-style error with the known names
+    raise AssertionError("unreachable")
+
+
+def _folder_source(path: Path) -> _Source:
+    folder = path if path.is_dir() else path.parent
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise NSTError(
+            f"Folder '{path}' holds no {WEIGHTS_NAME}: a zoo model folder needs "
+            f"{WEIGHTS_NAME} + config.json (as nst.johnson.save_transformer writes)."
+        )
+    return _Source(f"Folder '{folder}'", folder=folder.resolve())
+
+
+def _load_from_entry(entry: StyleEntry, device: str, progress: bool) -> TransformerNet:
+    what = f"Style '{entry.id}'"
+    if entry.is_bundled:
+        folder = entry.bundled_path
+        assert folder is not None
+        weights = folder / WEIGHTS_NAME
+        if not weights.is_file():
+            raise NSTError(
+                f"{what}: the bundled model '{weights}' is missing. Restore it from git "
+                "(git checkout -- zoo/models) or remove the entry from the catalogue."
+            )
+        actual = file_sha256(weights)
+        if actual != entry.sha256:
+            raise NSTError(
+                f"{what}: the bundled '{weights}' has sha256 {actual[:12]}…, the catalogue "
+                f"expects {entry.sha256[:12]}…. Restore the file from git or re-add the style "
+                "with zoo.add_style."
+            )
+        return _load_checked(what, weights, device, evict_on_error=False)
+    assert entry.repo_id is not None and entry.revision is not None
+    weights = hub.fetch_model(
+        what,
+        entry.repo_id,
+        entry.revision,
+        entry.filename,
+        sha256=entry.sha256,
+        progress=progress,
+    )
+    return _load_checked(what, weights, device, evict_on_error=True)
+
+
+def _load_checked(what: str, weights: Path, device: str, evict_on_error: bool) -> TransformerNet:
+    """Strict load; a downloaded file that fails is removed so it is never reused."""
+    try:
+        return load_transformer(weights, device=device)
+    except NSTError as exc:
+        if evict_on_error:
+            hub.evict(weights)
+            detail = " The downloaded file was removed from the cache."
+        else:
+            detail = ""
+        raise NSTError(f"{what}: {exc}{detail}") from exc
+
+
+def _load_source(source: _Source, device: str, progress: bool) -> TransformerNet:
+    if source.entry is not None:
+        return _load_from_entry(source.entry, device, progress)
+    if source.folder is not None:
+        return _load_checked(source.label, source.folder / WEIGHTS_NAME, device, False)
+    assert source.repo_id is not None
+    weights = hub.fetch_model(source.label, source.repo_id, source.revision, progress=progress)
+    return _load_checked(source.label, weights, device, evict_on_error=True)
+
+
+def load(
+    name_or_repo_or_folder: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    *,
+    catalogue: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TransformerNet:
+    """A ready :class:`TransformerNet` (eval mode) for a style id, Hub repo id or folder.
+
+    Loaded once per process and device: concurrent callers wait for the first one and
+    share its network (treat it as read-only). Errors are :class:`NSTError`.
+    """
+    source = _resolve(name_or_repo_or_folder, catalogue)
+    key = source.key(str(torch.device(device)))
+    with _registry_lock:
+        model = _models.get(key)
+        if model is not None:
+            return model
+        lock = _key_locks.setdefault(key, threading.Lock())
+    with lock:  # one download/load per key; others wait here, then find it cached
+        model = _models.get(key)
+        if model is None:
+            model = _load_source(source, str(torch.device(device)), progress)
+            # Placed as inference runs it (eval, fp32, channels-last), so stylize uses
+            # this network as it is instead of copying it on every request.
+            model.requires_grad_(False).to(memory_format=torch.channels_last)
+            with _registry_lock:
+                _models[key] = model
+    return model
+
+
+def download(
+    name: str,
+    *,
+    catalogue: str | os.PathLike | None = None,
+    progress: bool = True,
+    tqdm_class: type | None = None,
+) -> Path:
+    """Fetch (or check) a style's weights into the cache without building the net."""
+    source = _resolve(name, catalogue)
+    if source.entry is not None and not source.entry.is_bundled:
+        e = source.entry
+        assert e.repo_id is not None and e.revision is not None
+        return hub.fetch_model(
+            source.label,
+            e.repo_id,
+            e.revision,
+            e.filename,
+            sha256=e.sha256,
+            progress=progress,
+            tqdm_class=tqdm_class,
+        )
+    if source.entry is not None:
+        _load_from_entry(source.entry, "cpu", progress)  # checks sha256 and shapes
+        assert source.entry.bundled_path is not None
+        return source.entry.bundled_path / WEIGHTS_NAME
+    if source.folder is not None:
+        return source.folder / WEIGHTS_NAME
+    assert source.repo_id is not None
+    return hub.fetch_model(
+        source.label, source.repo_id, source.revision, progress=progress, tqdm_class=tqdm_class
+    )
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    id: str
+    ok: bool
+    status: str  # "ok", "not downloaded", or what is wrong
+
+
+def verify(catalogue: str | os.PathLike | None = None) -> list[VerifyResult]:
+    """Check every style that is on disk (bundled or cached) against its sha256, and that
+    its preview exists; never touches the network."""
+    results = []
+    for entry in read_catalogue(catalogue):
+        problems = []
+        if not entry.preview_path.is_file():
+            problems.append(f"preview missing ({entry.preview_path})")
+        if entry.is_bundled:
+            assert entry.bundled_path is not None
+            weights: Path | None = entry.bundled_path / WEIGHTS_NAME
+            if not weights.is_file():
+                problems.append(f"bundled weights missing ({weights})")
+                weights = None
+        else:
+            assert entry.repo_id is not None and entry.revision is not None
+            weights = hub.snapshot_cached_weights(entry.repo_id, entry.revision, entry.filename)
+        if weights is not None and file_sha256(weights) != entry.sha256:
+            problems.append(f"sha256 mismatch ({weights})")
+        if problems:
+            results.append(VerifyResult(entry.id, False, "; ".join(problems)))
+        elif weights is None:
+            results.append(VerifyResult(entry.id, True, "not downloaded"))
+        else:
+            results.append(VerifyResult(entry.id, True, "ok"))
+    return results
