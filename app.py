@@ -158,13 +158,13 @@ def _image_source(value: Any) -> str | bytes | Image.Image:
     raise gr.Error("That is not an image upload. Send a JPEG, PNG or WebP file.")
 
 
-def _load(value: Any, what: str) -> Image.Image:
+def _load(value: Any, kind: str) -> Image.Image:
     if value is None:
-        raise gr.Error(f"No {what} yet: upload one, take one with the webcam or paste one.")
+        raise gr.Error(f"No {kind} yet: upload one, take one with the webcam or paste one.")
     try:
         return load_image(_image_source(value))
     except NSTError as exc:
-        raise gr.Error(f"The {what} could not be used. {exc}") from exc
+        raise gr.Error(f"The {kind} could not be used. {exc}") from exc
 
 
 def _number(value: Any, name: str, low: float, high: float) -> float:
@@ -417,150 +417,189 @@ def create_app(config: AppConfig | None = None, *, catalogue: Path | None = None
     config = config or default_config(catalogue)
     if catalogue is not None:
         config = replace(config, catalogue=catalogue)
-    demo_handlers = StyleTransferDemo(config)
-    styles = demo_handlers.styles
-    style_ids = [s.id for s in styles]
-    cuda = "a GPU" if config.device != "cpu" else "a CPU"
-
+    handlers = StyleTransferDemo(config)
+    where = "a GPU" if config.device != "cpu" else "a CPU"
     with gr.Blocks(title="Neural style transfer: Johnson vs Gatys") as app:
         gr.Markdown(
             "# Neural style transfer — Johnson vs Gatys\n"
             "Upload a photo, pick a style, press **Stylise**. Left: a network trained for "
             "the style (Johnson et al. 2016), one pass. Right: the image optimised pixel by "
             "pixel against the painting (Gatys et al. 2015), shown as it improves. "
-            f"Running on {cuda}."
+            f"Running on {where}."
         )
-        with gr.Row():
-            with gr.Column(scale=1):
-                photo = gr.Image(
-                    label="Photo",
-                    type="filepath",
-                    sources=["upload", "webcam", "clipboard"],
-                    height=320,
-                    elem_id="photo",
-                )
-            with gr.Column(scale=1):
-                gr.Markdown(demo_handlers.catalogue_message or "", visible=not styles)
-                gallery = gr.Gallery(
-                    value=[(str(s.preview_path), s.title) for s in styles],
-                    label="Style (click a painting)",
-                    columns=4,
-                    height=220,
-                    allow_preview=False,
-                    interactive=False,
-                    visible=bool(styles),
-                    elem_id="style-gallery",
-                )
-                style = gr.Dropdown(
-                    choices=[(s.title, s.id) for s in styles],
-                    value=style_ids[0] if style_ids else None,
-                    label="Style",
-                    interactive=True,
-                    elem_id="style",
-                )
-                style_image = gr.Image(
-                    label="…or upload your own style image (Gatys only)",
-                    type="filepath",
-                    sources=["upload", "clipboard"],
-                    height=140,
-                    elem_id="style-image",
-                )
-        with gr.Accordion("Options", open=False):
-            with gr.Row():
-                johnson_size = gr.Slider(
-                    64, config.max_size, value=config.johnson_size, step=32,
-                    label="Johnson output size (long side, px)",
-                )  # fmt: skip
-                gatys_size = gr.Slider(
-                    64, config.max_gatys_size, value=config.gatys_size, step=32,
-                    label="Gatys output size (long side, px)",
-                )  # fmt: skip
-                iterations = gr.Slider(
-                    1, config.max_iterations, value=config.gatys_iterations, step=1,
-                    label="Gatys iterations",
-                )  # fmt: skip
-            with gr.Row():
-                optimizer = gr.Radio(list(OPTIMIZERS), value="lbfgs", label="Gatys optimiser")
-                init = gr.Radio(
-                    list(INITS), value="content", label="Gatys starts from (photo or white noise)"
-                )
-                strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength")
-                preserve_colors = gr.Checkbox(value=False, label="Preserve the photo's colours")
-        with gr.Row():
-            run = gr.Button("Stylise", variant="primary", elem_id="run")
-            stop = gr.Button("Stop Gatys", variant="stop", elem_id="stop")
-        with gr.Row(equal_height=True):
-            with gr.Column():
-                johnson_out = gr.Image(
-                    label="Johnson", type="filepath", format="png", height=420,
-                    buttons=["download", "fullscreen"], interactive=False,
-                    elem_id="johnson-result",
-                )  # fmt: skip
-                johnson_status = gr.Markdown(elem_id="johnson-status")
-            with gr.Column():
-                gatys_out = gr.Image(
-                    label="Gatys", type="filepath", format="png", height=420,
-                    buttons=["download", "fullscreen"], interactive=False,
-                    elem_id="gatys-result",
-                )  # fmt: skip
-                gatys_status = gr.Markdown(elem_id="gatys-status")
-        with gr.Accordion("Before / after", open=False):
-            with gr.Row():
-                johnson_slider = gr.ImageSlider(label="Photo | Johnson", type="filepath")
-                gatys_slider = gr.ImageSlider(label="Photo | Gatys", type="filepath")
+        page = _Page()
+        _inputs(page, handlers)
+        _options(page, config)
+        _results(page)
         if config.examples:
             gr.Examples(
                 examples=[list(row) for row in config.examples],
-                inputs=[photo, style],
+                inputs=[page.photo, page.style],
                 label="Examples (click one, then Stylise)",
                 cache_examples=False,
             )
-
-        def pick_style(evt: gr.SelectData) -> tuple[str, None]:
-            # Choosing a gallery painting replaces an uploaded style image.
-            return style_ids[evt.index], None
-
-        gallery.select(pick_style, None, [style, style_image], api_visibility="private")
-
-        johnson_event = run.click(
-            demo_handlers.johnson,
-            inputs=[photo, style, style_image, johnson_size, strength, preserve_colors],
-            outputs=[johnson_out, johnson_status],
-            api_name="johnson",
-            preprocess=False,  # the photo is decoded by nst.images: its errors say what to do
-            concurrency_limit=config.johnson_concurrency,
-            concurrency_id="johnson",
-        )
-        # Cheap follow-ups off the queue: the image's label and the before/after slider.
-        after = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
-        johnson_event.then(lambda s: _label(s, "Johnson"), johnson_status, johnson_out, **after)
-        johnson_event.success(_before_after, [photo, johnson_out], johnson_slider, **after)
-        gatys_event = run.click(
-            demo_handlers.gatys,
-            inputs=[
-                photo,
-                style,
-                style_image,
-                gatys_size,
-                iterations,
-                optimizer,
-                init,
-                strength,
-                preserve_colors,
-            ],  # fmt: skip
-            outputs=[gatys_out, gatys_status],
-            api_name="gatys",
-            preprocess=False,
-            concurrency_limit=config.gatys_concurrency,
-            concurrency_id="gatys",
-            show_progress_on=[gatys_out],
-        )
-        gatys_event.then(lambda s: _label(s, "Gatys"), gatys_status, gatys_out, **after)
-        gatys_event.success(_before_after, [photo, gatys_out], gatys_slider, **after)
-        stop.click(None, None, None, cancels=[gatys_event])
+        _wire(page, config, handlers)
     app.queue(max_size=config.queue_size, default_concurrency_limit=1)
     app.nst_config = config  # type: ignore[attr-defined]  # what launch() reads
     return app
+
+
+class _Page:
+    """The page's components, filled in by the section builders below."""
+
+    photo: Any
+    gallery: Any
+    style: Any
+    style_image: Any
+    johnson_size: Any
+    gatys_size: Any
+    iterations: Any
+    optimizer: Any
+    init: Any
+    strength: Any
+    preserve_colors: Any
+    run: Any
+    stop: Any
+    johnson_out: Any
+    johnson_status: Any
+    johnson_slider: Any
+    gatys_out: Any
+    gatys_status: Any
+    gatys_slider: Any
+
+
+def _inputs(page: _Page, handlers: StyleTransferDemo) -> None:
+    """The photo on the left; the style gallery, dropdown and upload on the right."""
+    styles = handlers.styles
+    with gr.Row():
+        with gr.Column(scale=1):
+            page.photo = gr.Image(
+                label="Photo",
+                type="filepath",
+                sources=["upload", "webcam", "clipboard"],
+                height=320,
+                elem_id="photo",
+            )
+        with gr.Column(scale=1):
+            gr.Markdown(handlers.catalogue_message or "", visible=not styles)
+            page.gallery = gr.Gallery(
+                value=[(str(s.preview_path), s.title) for s in styles],
+                label="Style (click a painting)",
+                columns=4,
+                height=220,
+                allow_preview=False,
+                interactive=False,
+                visible=bool(styles),
+                elem_id="style-gallery",
+            )
+            page.style = gr.Dropdown(
+                choices=[(s.title, s.id) for s in styles],
+                value=styles[0].id if styles else None,
+                label="Style",
+                interactive=True,
+                elem_id="style",
+            )
+            page.style_image = gr.Image(
+                label="…or upload your own style image (Gatys only)",
+                type="filepath",
+                sources=["upload", "clipboard"],
+                height=140,
+                elem_id="style-image",
+            )
+
+
+def _options(page: _Page, config: AppConfig) -> None:
+    with gr.Accordion("Options", open=False):
+        with gr.Row():
+            page.johnson_size = gr.Slider(
+                64, config.max_size, value=config.johnson_size, step=32,
+                label="Johnson output size (long side, px)",
+            )  # fmt: skip
+            page.gatys_size = gr.Slider(
+                64, config.max_gatys_size, value=config.gatys_size, step=32,
+                label="Gatys output size (long side, px)",
+            )  # fmt: skip
+            page.iterations = gr.Slider(
+                1, config.max_iterations, value=config.gatys_iterations, step=1,
+                label="Gatys iterations",
+            )  # fmt: skip
+        with gr.Row():
+            page.optimizer = gr.Radio(list(OPTIMIZERS), value="lbfgs", label="Gatys optimiser")
+            page.init = gr.Radio(
+                list(INITS), value="content", label="Gatys starts from (photo or white noise)"
+            )
+            page.strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength")
+            page.preserve_colors = gr.Checkbox(value=False, label="Preserve the photo's colours")
+
+
+def _result_column(method: str) -> tuple[Any, Any]:
+    """One method's result image (with download and full screen) and its status line."""
+    image = gr.Image(
+        label=method, type="filepath", format="png", height=420,
+        buttons=["download", "fullscreen"], interactive=False,
+        elem_id=f"{method.lower()}-result",
+    )  # fmt: skip
+    return image, gr.Markdown(elem_id=f"{method.lower()}-status")
+
+
+def _results(page: _Page) -> None:
+    with gr.Row():
+        page.run = gr.Button("Stylise", variant="primary", elem_id="run")
+        page.stop = gr.Button("Stop Gatys", variant="stop", elem_id="stop")
+    with gr.Row(equal_height=True):
+        with gr.Column():
+            page.johnson_out, page.johnson_status = _result_column("Johnson")
+        with gr.Column():
+            page.gatys_out, page.gatys_status = _result_column("Gatys")
+    with gr.Accordion("Before / after", open=False):
+        with gr.Row():
+            page.johnson_slider = gr.ImageSlider(label="Photo | Johnson", type="filepath")
+            page.gatys_slider = gr.ImageSlider(label="Photo | Gatys", type="filepath")
+
+
+def _wire(page: _Page, config: AppConfig, handlers: StyleTransferDemo) -> None:
+    """The events: the gallery picks a style; Stylise runs both methods; Stop cancels Gatys."""
+    style_ids = [s.id for s in handlers.styles]
+
+    def pick_style(evt: gr.SelectData) -> tuple[str, None]:
+        # Choosing a gallery painting replaces an uploaded style image.
+        return style_ids[evt.index], None
+
+    page.gallery.select(pick_style, None, [page.style, page.style_image], api_visibility="private")
+    johnson_inputs = [page.style, page.style_image, page.johnson_size, page.strength]
+    _method_event(
+        page, "Johnson", handlers.johnson, [*johnson_inputs, page.preserve_colors],
+        concurrency_limit=config.johnson_concurrency,
+    )  # fmt: skip
+    gatys_inputs = [page.style, page.style_image, page.gatys_size, page.iterations]
+    gatys_event = _method_event(
+        page, "Gatys", handlers.gatys,
+        [*gatys_inputs, page.optimizer, page.init, page.strength, page.preserve_colors],
+        concurrency_limit=config.gatys_concurrency, show_progress_on=[page.gatys_out],
+    )  # fmt: skip
+    page.stop.click(None, None, None, cancels=[gatys_event])
+
+
+def _method_event(page: _Page, method: str, handler: Any, inputs: list[Any], **queue: Any) -> Any:
+    """Stylise -> ``handler(photo, *inputs)`` as the API endpoint ``/<method>`` with its
+    own concurrency slot, then the result's label and its before/after slider."""
+    image = getattr(page, f"{method.lower()}_out")
+    status = getattr(page, f"{method.lower()}_status")
+    slider = getattr(page, f"{method.lower()}_slider")
+    event = page.run.click(
+        handler,
+        inputs=[page.photo, *inputs],
+        outputs=[image, status],
+        api_name=method.lower(),
+        preprocess=False,  # the photo is decoded by nst.images: its errors say what to do
+        concurrency_id=method.lower(),
+        **queue,
+    )
+    # Cheap follow-ups off the queue: the image's label and the before/after slider.
+    after = {"api_visibility": "private", "queue": False, "show_progress": "hidden"}
+    event.then(lambda s: _label(s, method), status, image, **after)
+    event.success(_before_after, [page.photo, image], slider, **after)
+    return event
 
 
 def launch(app: gr.Blocks, **kwargs: Any) -> Any:

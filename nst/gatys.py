@@ -204,6 +204,18 @@ def gatys_steps(
         style_layers=config.style_layer_weights,
     )
 
+    def report(image: torch.Tensor, content_t: torch.Tensor, stage: int, done: bool = False):
+        return GatysProgress(
+            iteration=done_iterations,
+            iterations=config.iterations,
+            image=_output(image, content_t, config),
+            losses=parts,
+            seconds=time.perf_counter() - start,
+            stage=stage,
+            size=(content_t.shape[-1], content_t.shape[-2]),
+            done=done,
+        )
+
     ratio = min(content_full.size) / max(content_full.size)
     sizes = stage_sizes(config.size, ratio, config.scales)
     budgets = stage_budgets(config.iterations, sizes)
@@ -213,10 +225,7 @@ def gatys_steps(
     stopped = False
     for stage, (long_side, budget) in enumerate(zip(sizes, budgets, strict=True)):
         content_t = _to_device(resize_long_side(content_full, long_side), device)
-        style_long = max(MIN_STAGE_SIDE, round(long_side * config.style_scale))
-        style_ts = [_to_device(resize_long_side(s, style_long), device) for s in style_images]
-        grams = blended_gram_targets(net, style_ts, list(config.style_layers), config.style_blend)
-        perceptual = PerceptualLoss(net, config.content_layers, config.style_layers, grams, weights)
+        perceptual = _stage_loss(net, style_images, long_side, config, weights, device)
         targets = perceptual.content_targets(content_t)
         if image is None:
             image = _initial_image(config, content_t, generator)
@@ -232,17 +241,8 @@ def gatys_steps(
             stage_done += steps
             done_iterations += steps
             stopped = bool(should_stop and should_stop())
-            is_last = (stage == len(sizes) - 1 and stage_done >= budget) or stopped
-            if not is_last:
-                yield GatysProgress(
-                    iteration=done_iterations,
-                    iterations=config.iterations,
-                    image=_output(image, content_t, config),
-                    losses=parts,
-                    seconds=time.perf_counter() - start,
-                    stage=stage,
-                    size=(content_t.shape[-1], content_t.shape[-2]),
-                )
+            if not ((stage == len(sizes) - 1 and stage_done >= budget) or stopped):
+                yield report(image, content_t, stage)
         if stopped:
             break
     assert image is not None
@@ -251,16 +251,22 @@ def gatys_steps(
         image = F.interpolate(
             image.detach(), size=final_content.shape[-2:], mode="bicubic", align_corners=False
         )
-    yield GatysProgress(
-        iteration=done_iterations,
-        iterations=config.iterations,
-        image=_output(image, final_content, config),
-        losses=parts,
-        seconds=time.perf_counter() - start,
-        stage=len(sizes) - 1,
-        size=content_full.size,
-        done=True,
-    )
+    yield report(image, final_content, len(sizes) - 1, done=True)
+
+
+def _stage_loss(
+    net: LossNetwork,
+    style_images: Sequence[Image.Image],
+    long_side: int,
+    config: GatysConfig,
+    weights: LossWeights,
+    device: torch.device,
+) -> PerceptualLoss:
+    """The loss of one stage: the paintings' Gram targets at this stage's size."""
+    style_long = max(MIN_STAGE_SIDE, round(long_side * config.style_scale))
+    style_ts = [_to_device(resize_long_side(s, style_long), device) for s in style_images]
+    grams = blended_gram_targets(net, style_ts, list(config.style_layers), config.style_blend)
+    return PerceptualLoss(net, config.content_layers, config.style_layers, grams, weights)
 
 
 def upsample_with_detail(image: torch.Tensor, content: torch.Tensor) -> torch.Tensor:

@@ -107,7 +107,7 @@ def _scrub(text: str, token: str) -> str:
     return text.replace(token, "***") if token else text
 
 
-def _hub_error(what: str, exc: Exception, token: str) -> NSTError:
+def _hub_error(action: str, exc: Exception, token: str) -> NSTError:
     status = getattr(getattr(exc, "response", None), "status_code", None)
     if status == 401:
         hint = "The token was refused: check HF_TOKEN (or log in again with `hf auth login`)."
@@ -116,7 +116,7 @@ def _hub_error(what: str, exc: Exception, token: str) -> NSTError:
     else:
         hint = "Check the network and the repo name, then run the same command again."
     detail = _scrub(f"{type(exc).__name__}: {exc}", token)
-    return NSTError(f"{what} failed ({detail}). {hint}")
+    return NSTError(f"{action} failed ({detail}). {hint}")
 
 
 def publish(

@@ -53,7 +53,9 @@ def hub_settings() -> HubSettings:
     )
 
 
-def _explain(exc: BaseException, what: str, repo_id: str, revision: str, filename: str) -> NSTError:
+def _explain(
+    exc: BaseException, subject: str, repo_id: str, revision: str, filename: str
+) -> NSTError:
     """Turn a huggingface_hub/httpx failure into a message for a person."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
@@ -68,49 +70,49 @@ def _explain(exc: BaseException, what: str, repo_id: str, revision: str, filenam
     where = f"'{repo_id}' (revision {revision})"
     if isinstance(exc, GatedRepoError):
         return NSTError(
-            f"{what}: the Hub repo {where} is gated. Accept its terms on the Hub and set "
+            f"{subject}: the Hub repo {where} is gated. Accept its terms on the Hub and set "
             "HF_TOKEN to a token of that account."
         )
     if isinstance(exc, RepositoryNotFoundError):
         return NSTError(
-            f"{what}: the Hub repo '{repo_id}' was not found. Check the repo id (user/name); "
+            f"{subject}: the Hub repo '{repo_id}' was not found. Check the repo id (user/name); "
             "if the repo is private, set HF_TOKEN to a token that can read it."
         )
     if isinstance(exc, RevisionNotFoundError):
         return NSTError(
-            f"{what}: the Hub repo '{repo_id}' has no revision '{revision}'. Check the "
+            f"{subject}: the Hub repo '{repo_id}' has no revision '{revision}'. Check the "
             "catalogue's 'revision' (a commit id, branch or tag)."
         )
     if isinstance(exc, EntryNotFoundError) and not isinstance(exc, LocalEntryNotFoundError):
         return NSTError(
-            f"{what}: the Hub repo {where} has no file '{filename}'. Check the repo's files "
+            f"{subject}: the Hub repo {where} has no file '{filename}'. Check the repo's files "
             "and the catalogue's 'filename'."
         )
     if isinstance(exc, (LocalEntryNotFoundError, OfflineModeIsEnabled)):
         cause = exc.__cause__ or exc.__context__
         if hub_settings().offline or isinstance(exc, OfflineModeIsEnabled):
             return NSTError(
-                f"{what}: '{filename}' from {where} is not in the local cache and offline mode "
+                f"{subject}: '{filename}' from {where} is not in the local cache and offline mode "
                 "is on (HF_HUB_OFFLINE=1). Unset HF_HUB_OFFLINE and run "
                 "`python -m zoo download` while online, then it works offline."
             )
         if isinstance(cause, HfHubHTTPError) and cause.response is not None:
-            return _server_error(what, where, cause.response.status_code)
+            return _server_error(subject, where, cause.response.status_code)
         return NSTError(
-            f"{what}: could not reach the Hub ({_endpoint_name()}) to fetch '{filename}' from "
+            f"{subject}: could not reach the Hub ({_endpoint_name()}) to fetch '{filename}' from "
             f"{where}, and it is not in the cache ({_short(cause or exc)}). Check the network "
             "(or HF_ENDPOINT) and try again, or set HF_HUB_OFFLINE=1 to use cached styles only."
         )
     if isinstance(exc, HfHubHTTPError) and exc.response is not None:
-        return _server_error(what, where, exc.response.status_code)
+        return _server_error(subject, where, exc.response.status_code)
     if _is_timeout(exc):
         return NSTError(
-            f"{what}: the Hub ({_endpoint_name()}) stopped sending '{filename}' from {where} "
+            f"{subject}: the Hub ({_endpoint_name()}) stopped sending '{filename}' from {where} "
             "(timed out; the limit is HF_HUB_DOWNLOAD_TIMEOUT seconds). The partial download "
             "was discarded; try again later or raise HF_HUB_DOWNLOAD_TIMEOUT."
         )
     return NSTError(
-        f"{what}: downloading '{filename}' from {where} failed ({_short(exc)}). The partial "
+        f"{subject}: downloading '{filename}' from {where} failed ({_short(exc)}). The partial "
         "download was discarded; try again."
     )
 
@@ -126,14 +128,14 @@ def _is_timeout(exc: BaseException) -> bool:
     return False
 
 
-def _server_error(what: str, where: str, status: int) -> NSTError:
+def _server_error(subject: str, where: str, status: int) -> NSTError:
     if status in (401, 403):
         return NSTError(
-            f"{what}: the Hub refused access to {where} (HTTP {status}). Set HF_TOKEN to a "
+            f"{subject}: the Hub refused access to {where} (HTTP {status}). Set HF_TOKEN to a "
             "token that can read the repo."
         )
     return NSTError(
-        f"{what}: the Hub ({_endpoint_name()}) answered HTTP {status} for {where}. This is "
+        f"{subject}: the Hub ({_endpoint_name()}) answered HTTP {status} for {where}. This is "
         "on the server's side: try again later (nothing was saved)."
     )
 
@@ -159,7 +161,7 @@ def evict(path: str | os.PathLike) -> None:
 
 
 def download_file(
-    what: str,
+    subject: str,
     repo_id: str,
     filename: str,
     revision: str,
@@ -197,7 +199,7 @@ def download_file(
     except NSTError:
         raise
     except Exception as exc:  # every Hub/network failure, explained below
-        raise _explain(exc, what, repo_id, revision, filename) from exc
+        raise _explain(exc, subject, repo_id, revision, filename) from exc
     finally:
         if not progress and not was_disabled:
             enable_progress_bars()
@@ -206,7 +208,7 @@ def download_file(
     if _SHA256_ETAG.match(etag) and file_sha256(path) != etag:
         evict(path)
         raise NSTError(
-            f"{what}: '{filename}' from '{repo_id}' arrived corrupted (its sha256 does not "
+            f"{subject}: '{filename}' from '{repo_id}' arrived corrupted (its sha256 does not "
             "match the Hub's); the bad copy was deleted. Try again."
         )
     return path
@@ -221,7 +223,7 @@ def list_repo_files(repo_id: str, revision: str) -> list[str]:
 
 
 def fetch_model(
-    what: str,
+    subject: str,
     repo_id: str,
     revision: str,
     filename: str = WEIGHTS_NAME,
@@ -239,31 +241,31 @@ def fetch_model(
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     if not filename.endswith(".safetensors"):
-        raise NSTError(_pickle_message(what, repo_id, [filename]))
+        raise NSTError(_pickle_message(subject, repo_id, [filename]))
     config_name = str(Path(filename).with_name(CONFIG_NAME).as_posix())
     try:
         weights = download_file(
-            what, repo_id, filename, revision, progress=progress, tqdm_class=tqdm_class
+            subject, repo_id, filename, revision, progress=progress, tqdm_class=tqdm_class
         )
     except NSTError as exc:
         cause = exc.__cause__
         if isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError):
             pickles = _pickles_in(repo_id, revision)
             if pickles:
-                raise NSTError(_pickle_message(what, repo_id, pickles)) from exc
+                raise NSTError(_pickle_message(subject, repo_id, pickles)) from exc
         raise
     if sha256 is not None:
         actual = file_sha256(weights)
         if actual != sha256:
             evict(weights)
             raise NSTError(
-                f"{what}: '{filename}' from '{repo_id}' (revision {revision}) has sha256 "
+                f"{subject}: '{filename}' from '{repo_id}' (revision {revision}) has sha256 "
                 f"{actual[:12]}…, but the catalogue expects {sha256[:12]}…. The file was "
                 "deleted from the cache. If the style was retrained on purpose, update the "
                 "catalogue's revision and sha256; otherwise report it to the repo's owner."
             )
     try:
-        download_file(what, repo_id, config_name, revision, progress=False)
+        download_file(subject, repo_id, config_name, revision, progress=False)
     except NSTError as exc:
         # Without config.json the architecture is unknown; load_transformer would guess.
         raise NSTError(f"{exc} ({CONFIG_NAME} is needed to rebuild the network.)") from exc
@@ -278,9 +280,9 @@ def _pickles_in(repo_id: str, revision: str) -> list[str]:
     return [f for f in files if is_pickle(f)]
 
 
-def _pickle_message(what: str, repo_id: str, pickles: list[str]) -> str:
+def _pickle_message(subject: str, repo_id: str, pickles: list[str]) -> str:
     return (
-        f"{what}: the Hub repo '{repo_id}' offers only pickle checkpoints "
+        f"{subject}: the Hub repo '{repo_id}' offers only pickle checkpoints "
         f"({', '.join(pickles[:3])}), no model.safetensors. Pickles can run arbitrary code, "
         "so the zoo loads safetensors only: ask the owner to upload model.safetensors "
         "(safetensors.torch.save_file) or convert it yourself and load the folder."

@@ -102,37 +102,37 @@ def _folder_source(path: Path) -> _Source:
 
 
 def _load_from_entry(entry: StyleEntry, device: str, progress: bool) -> TransformerNet:
-    what = f"Style '{entry.id}'"
+    subject = f"Style '{entry.id}'"
     if entry.is_bundled:
         folder = entry.bundled_path
         assert folder is not None
         weights = folder / WEIGHTS_NAME
         if not weights.is_file():
             raise NSTError(
-                f"{what}: the bundled model '{weights}' is missing. Restore it from git "
+                f"{subject}: the bundled model '{weights}' is missing. Restore it from git "
                 "(git checkout -- zoo/models) or remove the entry from the catalogue."
             )
         actual = file_sha256(weights)
         if actual != entry.sha256:
             raise NSTError(
-                f"{what}: the bundled '{weights}' has sha256 {actual[:12]}…, the catalogue "
+                f"{subject}: the bundled '{weights}' has sha256 {actual[:12]}…, the catalogue "
                 f"expects {entry.sha256[:12]}…. Restore the file from git or re-add the style "
                 "with zoo.add_style."
             )
-        return _load_checked(what, weights, device, evict_on_error=False)
+        return _load_checked(subject, weights, device, evict_on_error=False)
     assert entry.repo_id is not None and entry.revision is not None
     weights = hub.fetch_model(
-        what,
+        subject,
         entry.repo_id,
         entry.revision,
         entry.filename,
         sha256=entry.sha256,
         progress=progress,
     )
-    return _load_checked(what, weights, device, evict_on_error=True)
+    return _load_checked(subject, weights, device, evict_on_error=True)
 
 
-def _load_checked(what: str, weights: Path, device: str, evict_on_error: bool) -> TransformerNet:
+def _load_checked(subject: str, weights: Path, device: str, evict_on_error: bool) -> TransformerNet:
     """Strict load; a downloaded file that fails is removed so it is never reused."""
     try:
         return load_transformer(weights, device=device)
@@ -142,7 +142,7 @@ def _load_checked(what: str, weights: Path, device: str, evict_on_error: bool) -
             detail = " The downloaded file was removed from the cache."
         else:
             detail = ""
-        raise NSTError(f"{what}: {exc}{detail}") from exc
+        raise NSTError(f"{subject}: {exc}{detail}") from exc
 
 
 def _load_source(source: _Source, device: str, progress: bool) -> TransformerNet:
