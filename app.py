@@ -55,8 +55,8 @@ class AppConfig:
     catalogue: Path | None = None  # a zoo catalogue.json; None = the zoo's own
     device: str = "cpu"
     johnson_size: int = 1024  # default output long side (px) of the Johnson column
-    # CPU defaults: VGG16 forward + backward costs ~2 CPU-seconds per evaluation at 256 x 192
-    # on the 2-core dev machine, so 224 px x 50 evaluations is about 40 s there.
+    # CPU defaults: sized so that a Gatys run on a small CPU ends well within a minute
+    # (timings: the README's benchmark table, benchmarks/bench_gatys.py).
     gatys_size: int = 224  # default output long side (px) of the Gatys column
     gatys_iterations: int = 50  # default iterations (loss evaluations)
     gatys_report_every: int = 1  # iterations between progress reports (the stop granularity)
@@ -328,8 +328,8 @@ class StyleTransferDemo:
 class ResultFiles:
     """Result images written straight into Gradio's file cache, so it serves them as is.
 
-    Gradio would encode a returned PIL image itself as PNG at zlib level 6: about 1 s for
-    a megapixel on a small CPU. ``nst.images.png_bytes`` takes ~0.045 s (files ~15 % larger);
+    Gradio would encode a returned PIL image itself as PNG at zlib level 6, slowly on a
+    small CPU; ``nst.images.png_bytes`` is about twice as fast (benchmarks/bench_app.py);
     previews are JPEG. Files older than ``max_age`` seconds are removed.
     """
 

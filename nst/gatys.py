@@ -5,7 +5,7 @@ match one or more paintings.
 Beyond the paper: coarse-to-fine optimisation (solve a small image first, upsample,
 continue), so that a whole stylised picture exists after a few seconds and the full-size
 stage starts from it, and colour preservation (Gatys et al. 2016: keep the photo's
-colours, transfer luminance). Measured on a 2-core CPU, coarse-to-fine does not reach a
+colours, transfer luminance). Coarse-to-fine does not reach a
 given full-size loss sooner than a plain single-scale run: VGG features depend on scale,
 so each stage starts well above the loss the previous one ended at
 (benchmarks/gatys_convergence_study.py).

@@ -198,10 +198,10 @@ def png_bytes(image: Image.Image) -> bytes:
     """An 8-bit RGB PNG, encoded about twice as fast as Pillow's fastest setting.
 
     Why: a web app returns a megapixel result per request, and Pillow's PNG encoder tries
-    every row filter (adaptive filtering) before zlib: ~0.1 s on a small CPU. Here every row
-    uses the "Up" filter (a vectorised difference with the row above) and zlib level 1 with
-    the run-length strategy: ~0.045 s, files ~10 % larger than Pillow's. Lossless; other
-    modes than RGB are converted.
+    every row filter (adaptive filtering) before zlib. Here every row uses the "Up" filter
+    (a vectorised difference with the row above) and zlib level 1 with the run-length
+    strategy: files a little larger than Pillow's (timings: benchmarks/bench_app.py and the
+    README). Lossless; other modes than RGB are converted.
     """
     rgb = np.asarray(image if image.mode == "RGB" else image.convert("RGB"), dtype=np.uint8)
     height, width, _ = rgb.shape

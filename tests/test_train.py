@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from csvlog import read_csv
 from PIL import Image
 from safetensors.torch import load_file
 
@@ -21,7 +22,6 @@ from nst.johnson import load_transformer
 from train import checkpoint as ckpt
 from train import data
 from train.__main__ import main
-from train.metrics import read_csv
 
 TINY = [
     "--iterations", "4", "--image-size", "32", "--batch-size", "2", "--style-size", "48",

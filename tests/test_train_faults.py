@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from csvlog import read_csv
 from safetensors.torch import load_file
 from test_train import TINY, make_photos, make_style
 
 from train import checkpoint as ckpt
-from train.metrics import read_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -9,12 +9,12 @@ are. Skipped with a reason when ../shared is absent.
 from __future__ import annotations
 
 import torch
+from csvlog import read_csv
 
 from train import data
 from train.__main__ import main
 from train.config import TrainConfig
 from train.loop import build_loss
-from train.metrics import read_csv
 
 
 def test_short_real_run_lowers_the_style_loss_of_the_previews(

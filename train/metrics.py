@@ -70,8 +70,3 @@ class RunLogs:
     def close(self) -> None:
         self.steps.close()
         self.validation.close()
-
-
-def read_csv(path: Path) -> list[dict[str, float]]:
-    with open(path, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]

@@ -113,11 +113,6 @@ def run_stage(module: nn.Module, x: torch.Tensor, control: NormControl) -> torch
     return _run(module, x, control)
 
 
-def count_norms(module: nn.Module) -> int:
-    """How many instance-norm layers ``module`` runs (what ``stop_at`` counts)."""
-    return sum(isinstance(m, nn.InstanceNorm2d) for m in module.modules())
-
-
 def residual_layers(
     block: ResidualBlock,
 ) -> tuple[ConvLayer, nn.InstanceNorm2d, ConvLayer, nn.InstanceNorm2d]:

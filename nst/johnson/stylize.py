@@ -93,8 +93,8 @@ def _resolve_precision(precision: str, device: torch.device) -> str:
         # fp16 keeps 3 more mantissa bits than bf16, and instance-normalised activations
         # stay far from fp16's range limit.
         return "fp16"
-    # Without native bf16 the CPU emulates it ~10x slower than fp32 (measured on an AVX2
-    # EPYC, see benchmarks/bench_transformer.py), so fp32 is the fast mode there.
+    # Without native bf16 the CPU emulates it, far slower than fp32
+    # (benchmarks/bench_transformer.py), so fp32 is the fast mode there.
     return "bf16" if _native_bf16_cpu() else "fp32"
 
 

@@ -3,7 +3,7 @@
 The kernel only: which layers of the loss network use it is decided in :mod:`nst.vgg`.
 
 Why: one Gatys iteration is ~230 GFLOP of 3x3 stride-1 convolutions at 512x384, and on
-an AVX2 CPU oneDNN runs them as direct/GEMM convolutions close to the matmul peak; only
+a CPU oneDNN runs them as direct/GEMM convolutions close to the matmul peak; only
 fewer FLOPs make it faster. Winograd minimal filtering (Lavin & Gray 2015) computes each
 m x m output tile from an (m+2) x (m+2) input tile: per channel pair 36 multiplies for 16
 outputs with m = 4 (instead of 144), 64 for 36 outputs with m = 6 (instead of 324), so
@@ -127,7 +127,7 @@ def _transform(matrix: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
     """``(matrix x matrix) @ tiles`` for (alpha^2, N) tiles, as two small matmuls.
 
     Separable (rows, then columns): 2 * alpha multiply-adds per element instead of
-    alpha^2 for the Kronecker product; measured 3x faster on cache-sized bands.
+    alpha^2 for the Kronecker product (faster on cache-sized bands: docs/winograd.md).
     """
     rows, alpha, n = matrix.shape[0], matrix.shape[1], tiles.shape[1]
     half = torch.mm(matrix, tiles.view(alpha, -1)).view(rows, alpha, n)
@@ -153,10 +153,10 @@ def input_grad_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 #: Bytes of tiles + transformed tiles + products held at once. Cache-sized bands make the
-#: memory-bound transforms ~3x faster than whole-image passes and stay below glibc's 32 MiB
+#: memory-bound transforms faster than whole-image passes and stay below glibc's 32 MiB
 #: mmap threshold (buffers are recycled instead of page-faulted in afresh on each call);
-#: they also keep batch-8 training from allocating GBs of tiles. Measured best of
-#: 2/4/8/16/24 MiB on the 2-core EPYC. A band is never smaller than twice the transformed
+#: they also keep batch-8 training from allocating GBs of tiles. The size was the best of
+#: several measured (docs/winograd.md). A band is never smaller than twice the transformed
 #: weight, which every band reads again (37 MiB for a 512-channel layer).
 CHUNK_BYTES = 16 << 20
 
