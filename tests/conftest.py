@@ -56,3 +56,25 @@ def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach the real Hub: tests that need one start their own fake server."""
     monkeypatch.setenv("HF_HUB_OFFLINE", os.environ.get("HF_HUB_OFFLINE", "1"))
     monkeypatch.delenv("NST_VGG_WEIGHTS", raising=False)
+
+
+#: Test files whose every test takes seconds (a real server, many training runs, ...).
+SLOW_FILES: set[str] = set()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Markers from what a test uses, so they cannot drift from it: ``real_vgg`` for every
+    test that asks for the real VGG16, ``browser`` for the browser tests, and ``slow`` for
+    both and for the files in SLOW_FILES (``pytest -m "not slow"``: the quick unit tests)."""
+    for item in items:
+        fixtures = getattr(item, "fixturenames", ())
+        if "real_vgg16" in fixtures:
+            item.add_marker(pytest.mark.real_vgg)
+        if item.path.name == "test_browser.py":
+            item.add_marker(pytest.mark.browser)
+        if (
+            item.get_closest_marker("real_vgg")
+            or item.get_closest_marker("browser")
+            or item.path.name in SLOW_FILES
+        ):
+            item.add_marker(pytest.mark.slow)

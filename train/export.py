@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -107,87 +108,110 @@ def _format_seconds(seconds: float) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
+#: Licence ids the Hub accepts in a card's ``license:`` (a subset of
+#: https://huggingface.co/docs/hub/repositories-licenses); anything else becomes ``other``
+#: with a ``license_name``.
+HUB_LICENSES = frozenset(
+    {
+        "apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "cc0-1.0", "cc-by-4.0",
+        "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "gpl-3.0", "lgpl-3.0",
+        "openrail", "creativeml-openrail-m", "unlicense", "other",
+    }
+)  # fmt: skip
+#: What people write that the Hub spells another way.
+_LICENSE_ALIASES = {"public domain": "cc0-1.0", "public-domain": "cc0-1.0", "cc0": "cc0-1.0"}
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
+CARD_TAGS = ["style-transfer", "neural-style-transfer", "johnson2016", "pytorch", "safetensors"]
+
+
+def hub_license(value: str | None) -> dict[str, str]:
+    """``license`` (and ``license_name`` for ``other``) as the Hub's metadata wants them."""
+    text = (value or "mit").strip()
+    lowered = _LICENSE_ALIASES.get(text.lower(), text.lower())
+    if lowered in HUB_LICENSES and lowered != "other":
+        return {"license": lowered}
+    slug = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "custom"
+    return {"license": "other", "license_name": slug}
+
+
+def is_hub_id(value: object) -> bool:
+    """``user/name``, not a local path (which the Hub cannot resolve)."""
+    return (
+        isinstance(value, str)
+        and bool(_HUB_ID.match(value))
+        and not value.startswith((".", "/", "~"))
+        and not Path(value).exists()
+    )
+
+
+def card_metadata_problems(metadata: dict[str, Any]) -> list[str]:
+    """What the Hub would reject or misread in a model card's metadata (empty = fine)."""
+    problems = []
+    license_id = metadata.get("license")
+    if license_id not in HUB_LICENSES:
+        problems.append(f"license {license_id!r} is not a Hub licence id")
+    if license_id == "other" and not metadata.get("license_name"):
+        problems.append("license 'other' needs a license_name")
+    if "library_name" in metadata:
+        problems.append(f"library_name {metadata['library_name']!r}: leave it out (use tags)")
+    for key in ("datasets", "base_model"):
+        values = metadata.get(key) or []
+        for value in [values] if isinstance(values, str) else values:
+            if not is_hub_id(value):
+                problems.append(f"{key} {value!r} is not a Hub repo id (user/name)")
+    return problems
+
+
 def model_card(
     config: dict[str, Any],
     state: dict[str, Any],
     samples: Sequence[str],
     repo_id: str | None = None,
 ) -> Any:
-    """The model card (a ``huggingface_hub.ModelCard``) of one export."""
+    """The model card (a ``huggingface_hub.ModelCard`` from ``templates/model_card.md``)."""
     from huggingface_hub import ModelCard, ModelCardData
 
     run = state.get("config", {})
     style = config.get("style", {})
     training = config.get("training", {})
+    dataset = run.get("dataset") or training.get("dataset") or "photos"
+    init_from = training.get("init_from")
     card_data = ModelCardData(
-        library_name="pytorch",
         pipeline_tag="image-to-image",
-        license=run.get("license") or "mit",
-        datasets=[run.get("dataset") or training.get("dataset") or "images"],
-        tags=["style-transfer", "neural-style-transfer", "johnson2016", "nst"],
+        tags=CARD_TAGS,
         model_name=f"Johnson 2016 style network: {style.get('title', '')}",
+        datasets=[dataset] if is_hub_id(dataset) else None,
+        base_model=init_from if is_hub_id(init_from) else None,
+        **hub_license(run.get("license")),
     )
-    painting = style.get("painting") or style.get("title", "")
-    by = f" by {style['artist']}" if style.get("artist") else ""
-    year = f" ({style['year']})" if style.get("year") else ""
     hyper = {
         **training,
         "width": config.get("width"),
         "residual_blocks": config.get("residual_blocks"),
     }
-    rows = "\n".join(f"| `{k}` | `{json.dumps(v)}` |" for k, v in hyper.items())
-    images = " ".join(f"![{Path(s).stem}]({s})" for s in samples)
-    name = repo_id or "PATH_OR_REPO"
-    warm_start = (
-        f"- Warm start: from the weights of `{training['init_from']}`, not random ones\n"
-        if training.get("init_from")
-        else ""
+    warm_start = None
+    if init_from:
+        warm_start = f"`{init_from}`" if is_hub_id(init_from) else f"`{Path(init_from).name}`"
+    return ModelCard.from_template(
+        card_data,
+        template_path=str(TEMPLATE),
+        title=style.get("title", "Style"),
+        painting=style.get("painting") or style.get("title", ""),
+        by=f" by {style['artist']}" if style.get("artist") else "",
+        year=f" ({style['year']})" if style.get("year") else "",
+        samples=[{"stem": Path(s).stem, "path": s} for s in samples],
+        name=repo_id or "PATH_OR_REPO",
+        hyper=[(k, json.dumps(v)) for k, v in hyper.items() if k != "init_from"],
+        dataset=dataset,
+        hardware=state.get("hardware", "unknown"),
+        precision=state.get("precision", "fp32"),
+        train_time=_format_seconds(float(state.get("train_seconds", 0.0))),
+        steps=state.get("step", "?"),
+        warm_start=warm_start,
+        content_layers=training.get("content_layers"),
+        style_layers=training.get("style_layers"),
     )
-    body = f"""
-# {style.get("title", "Style")}: a feed-forward style transfer network
-
-Paints any photo in the style of *{painting}*{by}{year} in one forward pass: the image
-transformation network of Johnson et al. 2016, "Perceptual Losses for Real-Time Style
-Transfer and Super-Resolution", with instance normalisation and upsample-convolutions.
-
-## Style image
-
-![style](style.jpg)
-
-## Samples
-
-{images}
-
-## Use it with this project
-
-```bash
-python -m nst stylize photo.jpg --model {name} --output stylised.jpg
-```
-
-```python
-import zoo
-from nst.johnson import stylize
-
-model = zoo.load("{name}")  # a Hub repo id or this folder
-stylize(model, "photo.jpg", size=1024).save("stylised.jpg")
-```
-
-The folder is `model.safetensors` (fp16) + `config.json`; `nst.johnson.load_transformer`
-loads it as it is. No pickles.
-
-## Training
-
-| setting | value |
-|---|---|
-{rows}
-
-- Hardware: {state.get("hardware", "unknown")}, precision {state.get("precision", "fp32")}
-- Training time: {_format_seconds(float(state.get("train_seconds", 0.0)))} for
-  {state.get("step", "?")} steps
-{warm_start}- Loss network: VGG16 (ImageNet), content layers {training.get("content_layers")}, style
-  layers {training.get("style_layers")}; losses normalised by the size of their targets.
-"""
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n{body}")
 
 
 def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
