@@ -20,6 +20,7 @@ import spaces
 
 import base64
 import binascii
+import math
 import threading
 import time
 import uuid
@@ -207,13 +208,11 @@ class StyleTransferDemo:
             raise gr.Error(f"There is no style '{style}'. Available styles: {known}.")
         return entry
 
-    def _model(self, entry: Any) -> Any:
-        """The trained network of a catalogue entry (the zoo caches it in-process)."""
+    def _check_model(self, entry: Any) -> None:
+        """Load (and cache) the style's network on the CPU side, so a broken or missing
+        model is a message on the page before any GPU is asked for."""
         try:
-            return zoo.load(
-                entry.id, device=self.config.device, catalogue=self.config.catalogue,
-                progress=False,
-            )  # fmt: skip
+            zoo.load(entry.id, catalogue=self.config.catalogue, progress=False)
         except NSTError as exc:
             raise gr.Error(
                 f"The trained model for '{entry.title}' could not be loaded. {exc}"
@@ -240,11 +239,13 @@ class StyleTransferDemo:
             )
         entry = self._style_entry(style)
         start = time.perf_counter()
-        model = self._model(entry)
+        self._check_model(entry)
+        catalogue = str(self.config.catalogue) if self.config.catalogue else None
         try:
             result = _johnson_on_device(
-                model, content, long_side, style_strength, bool(preserve_colors), self.config.device
-            )
+                entry.id, catalogue, content, long_side, style_strength, bool(preserve_colors),
+                self.config.device,
+            )  # fmt: skip
         except NSTError as exc:
             raise gr.Error(str(exc)) from exc
         took = time.perf_counter() - start
@@ -371,15 +372,28 @@ class ResultFiles:
 RESULTS = ResultFiles()
 
 
-@spaces.GPU(duration=30)
+# ZeroGPU runs these two in a worker process and pickles their arguments into it, so they
+# take only CPU-side, picklable values (a style id, PIL images, a config) and load or
+# move the network inside. Elsewhere ``@spaces.GPU`` is a no-op.
+JOHNSON_GPU_SECONDS = 30
+#: Seconds asked of ZeroGPU per Gatys iteration per megapixel (generous for VGG19 forward +
+#: backward on a shared A100-class GPU), plus a fixed allowance for loading the VGG.
+GATYS_GPU_SECONDS_PER_MP_ITERATION = 0.25
+GATYS_GPU_LOAD_SECONDS = 20
+GATYS_GPU_MAX_SECONDS = 300
+
+
+@spaces.GPU(duration=JOHNSON_GPU_SECONDS)
 def _johnson_on_device(
-    model: Any,
+    style_id: str,
+    catalogue: str | None,
     content: Image.Image,
     size: int,
     strength: float,
     preserve_colors: bool,
     device: str,
 ) -> Image.Image:
+    model = zoo.load(style_id, device=device, catalogue=catalogue, progress=False)
     return stylize(
         model,
         content,
@@ -390,7 +404,20 @@ def _johnson_on_device(
     )
 
 
-@spaces.GPU(duration=120)
+def gatys_gpu_seconds(
+    content: Image.Image, painting: Image.Image, config: GatysConfig, device: str
+) -> int:
+    """The GPU time a Gatys run asks ZeroGPU for: its size times its iterations."""
+    del painting, device  # the style image's size barely matters
+    aspect = min(content.size) / max(content.size)
+    megapixels = config.size * config.size * aspect / 1e6
+    seconds = GATYS_GPU_LOAD_SECONDS + config.iterations * megapixels * (
+        GATYS_GPU_SECONDS_PER_MP_ITERATION
+    )
+    return int(min(GATYS_GPU_MAX_SECONDS, math.ceil(seconds)))
+
+
+@spaces.GPU(duration=gatys_gpu_seconds)
 def _gatys_on_device(
     content: Image.Image, painting: Image.Image, config: GatysConfig, device: str
 ) -> Iterator[Any]:

@@ -376,3 +376,60 @@ def test_examples_are_copied_for_offline_use(files) -> None:
     cached = Path(sample[0]["path"])
     assert cached.is_file() and cached.read_bytes() == Path(photo).read_bytes()
     assert sample[1] == STYLE_ID
+
+
+class _NoTorchPickler:
+    """Pickles like ZeroGPU does when it sends a call to its GPU worker, and refuses
+    tensors and modules: a GPU function must load or move its network inside."""
+
+    @staticmethod
+    def dumps(value: object) -> bytes:
+        import io
+        import pickle
+
+        class Pickler(pickle.Pickler):
+            def persistent_id(self, obj: object) -> None:
+                if isinstance(obj, (torch.Tensor, torch.nn.Module)):
+                    raise AssertionError(f"a {type(obj).__name__} crosses to the GPU worker")
+                return None
+
+        buffer = io.BytesIO()
+        Pickler(buffer).dump(value)
+        return buffer.getvalue()
+
+
+def test_gpu_functions_take_picklable_cpu_arguments_and_run_on_a_cpu(
+    files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple] = []
+    for name in ("_johnson_on_device", "_gatys_on_device"):
+        real = getattr(app_module, name)
+
+        def spy(*args, _real=real, **kwargs):
+            sent.append(args + tuple(kwargs.values()))
+            _NoTorchPickler.dumps(sent[-1])
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(app_module, name, spy)
+    from tests.conftest import REAL_VGG16
+
+    vgg = REAL_VGG16 if REAL_VGG16.is_file() else "random"
+    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
+    handlers.config = tiny_config(files["catalogue"], None, vgg_weights=str(vgg))
+    image, status = handlers.johnson(str(files["photo"]), STYLE_ID, None, 128, 1.0, False)
+    assert image is not None and status.startswith("**Johnson")
+    updates = list(
+        handlers.gatys(str(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
+                       False, progress=lambda *a, **k: None)
+    )  # fmt: skip
+    assert updates[-1][0] is not None and "2 iterations" in updates[-1][1]
+    assert len(sent) == 2 and isinstance(sent[0][0], str)  # a style id, not a network
+
+
+def test_gatys_gpu_time_grows_with_size_and_iterations() -> None:
+    from nst.gatys import GatysConfig
+
+    photo = Image.new("RGB", (400, 300))
+    small = app_module.gatys_gpu_seconds(photo, photo, GatysConfig(size=256, iterations=50), "cuda")
+    big = app_module.gatys_gpu_seconds(photo, photo, GatysConfig(size=1024, iterations=300), "cuda")
+    assert app_module.GATYS_GPU_LOAD_SECONDS < small < big <= app_module.GATYS_GPU_MAX_SECONDS
