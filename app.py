@@ -159,11 +159,21 @@ def _image_source(value: Any) -> str | bytes | Image.Image:
     raise gr.Error("That is not an image upload. Send a JPEG, PNG or WebP file.")
 
 
+def _upload_name(value: Any) -> str | None:
+    """The file name the visitor sent (never the server's path), for messages."""
+    if isinstance(value, dict):
+        name = value.get("orig_name") or Path(str(value.get("path") or "")).name
+        return name or None
+    if isinstance(value, (str, Path)):
+        return Path(value).name
+    return None
+
+
 def _load(value: Any, kind: str) -> Image.Image:
     if value is None:
         raise gr.Error(f"No {kind} yet: upload one, take one with the webcam or paste one.")
     try:
-        return load_image(_image_source(value))
+        return load_image(_image_source(value), name=_upload_name(value))
     except NSTError as exc:
         raise gr.Error(f"The {kind} could not be used. {exc}") from exc
 

@@ -38,9 +38,8 @@ def _describe(source: ImageSource) -> str:
     return "the image"
 
 
-def _open(source: ImageSource, max_pixels: int) -> Image.Image:
+def _open(source: ImageSource, max_pixels: int, name: str) -> Image.Image:
     """Open without decoding pixels; refuse what is not an image or too large."""
-    name = _describe(source)
     if isinstance(source, Image.Image):
         img = source
     else:
@@ -122,10 +121,16 @@ def to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
 
 
-def open_image(source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Read a path, bytes or PIL image into an upright RGB image at its own size."""
-    img = _open(source, max_pixels)
-    return to_rgb(_decode(img, _describe(source)))
+def open_image(
+    source: ImageSource, max_pixels: int = DEFAULT_MAX_PIXELS, name: str | None = None
+) -> Image.Image:
+    """Read a path, bytes or PIL image into an upright RGB image at its own size.
+
+    ``name``: how error messages call the image (e.g. the file name a person uploaded, so
+    that a server's paths never reach them); default: its path.
+    """
+    shown = f"'{name}'" if name else _describe(source)
+    return to_rgb(_decode(_open(source, max_pixels, shown), shown))
 
 
 def resize_long_side(img: Image.Image, long_side: int) -> Image.Image:
@@ -147,9 +152,11 @@ def load_image(
     source: ImageSource,
     long_side: int | None = None,
     max_pixels: int = DEFAULT_MAX_PIXELS,
+    name: str | None = None,
 ) -> Image.Image:
-    """Open any image as RGB and optionally resize it to a given long side."""
-    img = open_image(source, max_pixels=max_pixels)
+    """Open any image as RGB and optionally resize it to a given long side (``name``: see
+    :func:`open_image`)."""
+    img = open_image(source, max_pixels=max_pixels, name=name)
     if long_side is not None:
         img = resize_long_side(img, long_side)
     elif min(img.size) < MIN_SIDE:

@@ -275,6 +275,8 @@ def test_bad_image_gets_a_clear_message(client: Client, files) -> None:
         client.predict(**_johnson_args(handle_file(files["bad"])), api_name="/johnson")
     message = _error_message(excinfo)
     assert "photo could not be used" in message and "not an image" in message
+    # the message names the file the visitor sent, never where the server keeps it
+    assert "'not_an_image.jpg'" in message and "/" not in message.split("used.")[1]
 
 
 def test_missing_style_gets_a_clear_message(client: Client, files) -> None:
