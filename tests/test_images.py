@@ -222,3 +222,12 @@ def test_png_bytes_converts_other_modes() -> None:
     grey = Image.new("L", (20, 10), 128)
     decoded = Image.open(io.BytesIO(png_bytes(grey)))
     assert decoded.mode == "RGB" and decoded.getpixel((3, 3)) == (128, 128, 128)
+
+
+def test_messages_use_the_given_name_instead_of_the_path(tmp_path: Path) -> None:
+    bad = tmp_path / "deep" / "server" / "cache" / "upload.png"
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not a png at all")
+    with pytest.raises(NSTError) as excinfo:
+        load_image(bad, name="holiday.png")
+    assert "'holiday.png'" in str(excinfo.value) and str(tmp_path) not in str(excinfo.value)
