@@ -650,5 +650,19 @@ def launch(app: gr.Blocks, **kwargs: Any) -> Any:
 # The zoo's catalogue; NST_ZOO_CATALOGUE points it at another one.
 demo = create_app()
 
+
+def main(argv: list[str] | None = None) -> int:
+    """``nst app [--host H] [--port P] [--share]``: serve the page until interrupted."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="nst app", description="Serve the web app.")
+    parser.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=None, help="port (default 7860)")
+    parser.add_argument("--share", action="store_true", help="also a public gradio.live link")
+    args = parser.parse_args(argv)
+    launch(demo, server_name=args.host, server_port=args.port, share=args.share)
+    return 0
+
+
 if __name__ == "__main__":
     launch(demo)

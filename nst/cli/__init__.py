@@ -1,4 +1,4 @@
-"""``python -m nst COMMAND``: one entry point, one module per command.
+"""``nst COMMAND`` (or ``python -m nst COMMAND``): one entry point, one module per command.
 
 Each command module has ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors meant for a person (:class:`NSTError`) print as one
@@ -18,6 +18,24 @@ COMMANDS = {
     "gatys": "nst.cli.gatys",
     "stylize": "nst.cli.stylize",
 }
+#: Commands of the packages built on nst, run by their own ``main(argv)`` (imported only
+#: when called, so nst itself depends on none of them).
+DELEGATED = {
+    "zoo": ("zoo.__main__", "the style zoo: list, info, download, verify"),
+    "train": ("train.__main__", "train a new Johnson style (python -m train)"),
+    "app": ("app", "start the web app (Gradio)"),
+}
+
+
+def version() -> str:
+    """The installed package's version; the source tree's when it is not installed."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("nst")
+    except PackageNotFoundError:
+        return "0+source"
 
 
 def comma_list(text: str) -> list[str]:
@@ -35,15 +53,19 @@ def comma_floats(text: str) -> list[float]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m nst",
+        prog="nst",
         description="Neural style transfer: Gatys et al. 2015 and Johnson et al. 2016.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         module = importlib.import_module(module_name)
         command = sub.add_parser(name, help=module.HELP, description=module.__doc__)
         module.add_arguments(command)
         command.set_defaults(run=module.run)
+    for name, (_module, help_text) in DELEGATED.items():
+        # Listed in the help; their arguments are parsed by their own modules (see main).
+        sub.add_parser(name, help=help_text, add_help=False)
     return parser
 
 
@@ -63,5 +85,17 @@ def run_command(command: Callable[[], int], interrupted: str = "interrupted") ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """``nst COMMAND ...`` (also ``python -m nst``)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in DELEGATED:
+        try:
+            module = importlib.import_module(DELEGATED[argv[0]][0])
+        except ModuleNotFoundError as exc:
+            print(
+                f"error: `nst {argv[0]}` needs {exc.name}: pip install 'nst[app]'",
+                file=sys.stderr,
+            )
+            return 1
+        return int(module.main(argv[1:]))
     args = build_parser().parse_args(argv)
     return run_command(lambda: args.run(args))
