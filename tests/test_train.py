@@ -22,6 +22,7 @@ from nst.johnson import load_transformer
 from train import checkpoint as ckpt
 from train import data
 from train.__main__ import main
+from train.export import card_metadata_problems
 
 TINY = [
     "--iterations", "4", "--image-size", "32", "--batch-size", "2", "--style-size", "48",
@@ -112,7 +113,9 @@ def test_trains_and_exports_a_model_the_transformer_loader_takes(setup):
     meta = ModelCard.load(export / "README.md").data.to_dict()
     assert meta["pipeline_tag"] == "image-to-image"
     assert "style-transfer" in meta["tags"] and meta["license"] == "mit"
-    assert meta["datasets"] == ["photos"]
+    # a local folder is no Hub dataset id: named in the card's text, not in its metadata
+    assert "datasets" not in meta and card_metadata_problems(meta) == []
+    assert model.config.training["steps"] == model.config.training["total_steps"] == 4
     assert "![style](style.jpg)" in card and "samples/photo_00.jpg" in card
     assert "`style_weight`" in card and "Training time" in card and "CPU" in card
 
@@ -255,8 +258,10 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
     assert warm.config.training["init_from"] == str(source)
     from train.export import model_card
 
+    assert warm.config.training["warm_start"]["steps"] == 4  # the start's own training
     card = str(model_card({"training": warm.config.training}, {}, []))
-    assert f"Warm start: from the weights of `{source}`" in card
+    # named, but an absolute path stays off the card
+    assert f"Warm start: from the weights of `{source.name}`" in card and str(source) not in card
 
     wider = setup["tmp"] / "wider"
     assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 2

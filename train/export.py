@@ -86,6 +86,31 @@ def training_metadata(config: TrainConfig) -> dict[str, object]:
     return meta
 
 
+def warm_start_record(source_training: dict[str, Any]) -> dict[str, Any]:
+    """What a warm-started net inherits: the steps and training time behind its start."""
+    steps = source_training.get("total_steps", source_training.get("iterations", 0))
+    return {
+        "steps": int(steps or 0),
+        "train_seconds": source_training.get("total_train_seconds"),  # None: not recorded
+        "image_size": source_training.get("image_size"),
+        "style_size": source_training.get("style_size"),
+    }
+
+
+def record_progress(training: dict[str, Any], step: int, train_seconds: float) -> None:
+    """This run's steps and time, and the totals with the warm start's behind it."""
+    prior = training.get("warm_start") or {}
+    training["steps"] = step
+    training["train_seconds"] = round(train_seconds, 1)
+    training["total_steps"] = step + int(prior.get("steps") or 0)
+    if prior.get("steps") and prior.get("train_seconds") is None:
+        training["total_train_seconds"] = None  # the warm start's own time is unknown
+    else:
+        training["total_train_seconds"] = round(
+            train_seconds + float(prior.get("train_seconds") or 0.0), 1
+        )
+
+
 @torch.no_grad()
 def write_samples(model: TransformerNet, photos: Sequence[Path], folder: Path) -> list[str]:
     """Stylise the validation photos (whole, at SAMPLE_SIZE) into ``folder``."""
@@ -163,6 +188,14 @@ def card_metadata_problems(metadata: dict[str, Any]) -> list[str]:
     return problems
 
 
+def _shown_source(init_from: str) -> str:
+    """A warm start as a card may name it: a Hub id or a relative path as given; of an
+    absolute path only its last part (a card never shows where a machine keeps files)."""
+    if is_hub_id(init_from) or not Path(init_from).is_absolute():
+        return init_from
+    return Path(init_from).name
+
+
 def model_card(
     config: dict[str, Any],
     state: dict[str, Any],
@@ -190,9 +223,7 @@ def model_card(
         "width": config.get("width"),
         "residual_blocks": config.get("residual_blocks"),
     }
-    warm_start = None
-    if init_from:
-        warm_start = f"`{init_from}`" if is_hub_id(init_from) else f"`{Path(init_from).name}`"
+    warm_start = f"`{_shown_source(init_from)}`" if init_from else None
     return ModelCard.from_template(
         card_data,
         template_path=str(TEMPLATE),
@@ -202,13 +233,17 @@ def model_card(
         year=f" ({style['year']})" if style.get("year") else "",
         samples=[{"stem": Path(s).stem, "path": s} for s in samples],
         name=repo_id or "PATH_OR_REPO",
-        hyper=[(k, json.dumps(v)) for k, v in hyper.items() if k != "init_from"],
+        hyper=[
+            (k, json.dumps(v)) for k, v in hyper.items() if k not in ("init_from", "warm_start")
+        ],
         dataset=dataset,
         hardware=state.get("hardware", "unknown"),
         precision=state.get("precision", "fp32"),
         train_time=_format_seconds(float(state.get("train_seconds", 0.0))),
         steps=state.get("step", "?"),
         warm_start=warm_start,
+        prior_steps=(training.get("warm_start") or {}).get("steps"),
+        total_steps=training.get("total_steps"),
         content_layers=training.get("content_layers"),
         style_layers=training.get("style_layers"),
     )
@@ -228,6 +263,7 @@ def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
 def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> None:
     """The export folder's content: fp16 weights, config, style image, samples, card."""
     run = found.state.get("config", {})
+    record_progress(model.config.training, found.step, float(found.state.get("train_seconds", 0)))
     save_transformer(model, tmp, half=True)
     style_path = Path(run.get("style", ""))
     if style_path.is_file():

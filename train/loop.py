@@ -37,7 +37,7 @@ from train.distributed import (
     teardown_distributed,
     wrap_for_ranks,
 )
-from train.export import export_run, style_metadata, training_metadata
+from train.export import export_run, style_metadata, training_metadata, warm_start_record
 from train.metrics import RunLogs
 
 RUN_CONFIG_NAME = "run.json"
@@ -86,11 +86,12 @@ def build_model(config: TrainConfig) -> TransformerNet:
     )
     model = TransformerNet(net_config)
     if config.init_from:
-        _initialise_from(model, config.init_from)
+        source = _initialise_from(model, config.init_from)
+        model.config.training["warm_start"] = warm_start_record(source.config.training)
     return model
 
 
-def _initialise_from(model: TransformerNet, path: str) -> None:
+def _initialise_from(model: TransformerNet, path: str) -> TransformerNet:
     """Copy the weights of a trained network of the same shape (warm start)."""
     source = load_transformer(path)
     mine, theirs = model.config, source.config
@@ -101,6 +102,7 @@ def _initialise_from(model: TransformerNet, path: str) -> None:
             "Pass the same --width and --residual-blocks, or leave --init-from out."
         )
     model.load_state_dict(source.state_dict())
+    return source
 
 
 def preview_grid(photos: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
