@@ -496,6 +496,7 @@ class _Page:
     strength: Any
     preserve_colors: Any
     run: Any
+    run_johnson: Any
     stop: Any
     johnson_out: Any
     johnson_status: Any
@@ -582,6 +583,8 @@ def _result_column(method: str) -> tuple[Any, Any]:
 def _results(page: _Page) -> None:
     with gr.Row():
         page.run = gr.Button("Stylise", variant="primary", elem_id="run")
+        # Johnson alone: a second or so, with no wait for the single Gatys slot.
+        page.run_johnson = gr.Button("Johnson only", elem_id="run-johnson")
         page.stop = gr.Button("Stop Gatys", variant="stop", elem_id="stop")
     with gr.Row(equal_height=True):
         with gr.Column():
@@ -606,24 +609,31 @@ def _wire(page: _Page, config: AppConfig, handlers: StyleTransferDemo) -> None:
     johnson_inputs = [page.style, page.style_image, page.johnson_size, page.strength]
     _method_event(
         page, "Johnson", handlers.johnson, [*johnson_inputs, page.preserve_colors],
+        triggers=[page.run.click, page.run_johnson.click],
         concurrency_limit=config.johnson_concurrency,
     )  # fmt: skip
     gatys_inputs = [page.style, page.style_image, page.gatys_size, page.iterations]
     gatys_event = _method_event(
         page, "Gatys", handlers.gatys,
         [*gatys_inputs, page.optimizer, page.init, page.strength, page.preserve_colors],
-        concurrency_limit=config.gatys_concurrency, show_progress_on=[page.gatys_out],
+        triggers=[page.run.click], concurrency_limit=config.gatys_concurrency,
+        # "full": the column shows the visitor's place in the Gatys queue and its wait
+        show_progress="full", show_progress_on=[page.gatys_out],
     )  # fmt: skip
     page.stop.click(None, None, None, cancels=[gatys_event])
 
 
-def _method_event(page: _Page, method: str, handler: Any, inputs: list[Any], **queue: Any) -> Any:
-    """Stylise -> ``handler(photo, *inputs)`` as the API endpoint ``/<method>`` with its
-    own concurrency slot, then the result's label and its before/after slider."""
+def _method_event(
+    page: _Page, method: str, handler: Any, inputs: list[Any], triggers: list[Any], **queue: Any
+) -> Any:
+    """``triggers`` -> ``handler(photo, *inputs)`` as the API endpoint ``/<method>`` with its
+    own concurrency slot (Johnson never waits behind Gatys), then the result's label and
+    its before/after slider."""
     image = getattr(page, f"{method.lower()}_out")
     status = getattr(page, f"{method.lower()}_status")
     slider = getattr(page, f"{method.lower()}_slider")
-    event = page.run.click(
+    event = gr.on(
+        triggers,
         handler,
         inputs=[page.photo, *inputs],
         outputs=[image, status],

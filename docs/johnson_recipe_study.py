@@ -2,6 +2,7 @@
 
     python docs/johnson_recipe_study.py train  [--minutes 12] [--jobs 2] [--only a,b]
     python docs/johnson_recipe_study.py gatys  [--style starry_night.jpg]
+    python docs/johnson_recipe_study.py score   # only the checkpoints' scores (cached)
     python docs/johnson_recipe_study.py report
     python docs/johnson_recipe_study.py zoo    [--only starry_night,...]
 
@@ -192,21 +193,41 @@ def mean_reference(ref: dict) -> Score:
     )
 
 
-def report(args: argparse.Namespace) -> None:
-    device = "cpu"
-    judge = Judge(judge_network(str(VGG16), device), args.style, EVAL_SIZE)
-    shots = photos()
-    gatys_ref = mean_reference(gatys_reference(args.style, judge, shots))
-    photo_style = sum(judge.score(p, p).style for p in shots.values()) / len(shots)
+def score_runs(args: argparse.Namespace, judge: Judge, shots: dict[str, torch.Tensor]):
+    """Every checkpoint's mean score, cached in runs/recipe_study/scores_*.json; and the
+    last checkpoint's pictures per recipe."""
+    cache_file = RUNS / f"scores_{args.style.stem}_{EVAL_SIZE}.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
     rows, finals = [], {}
     recipes = [r for r in RECIPES if (RUNS / r.name).is_dir()]
     for recipe in recipes:
         start = [(0, 0.0, ROOT / "zoo/models" / args.style.stem)] if recipe.warm_start else []
-        for step, minutes, folder in start + checkpoints(RUNS / recipe.name):
-            score, outs = score_net(load_transformer(folder), judge, shots)
-            rows.append((recipe.name, step, minutes, score.content, score.style))
-            finals[recipe.name] = outs
-            print(f"{recipe.name:>18} step {step:5d} {minutes:6.1f} min  {score}", flush=True)
+        found = start + checkpoints(RUNS / recipe.name)
+        for index, (step, minutes, folder) in enumerate(found):
+            key = f"{recipe.name}/{step}"
+            last = index == len(found) - 1
+            if key in cache and not (last and args.command == "report"):
+                content, style = cache[key]
+            else:
+                score, outs = score_net(load_transformer(folder), judge, shots)
+                content, style = cache[key] = [score.content, score.style]
+                if last:
+                    finals[recipe.name] = outs
+                cache_file.write_text(json.dumps(cache, indent=1))
+            rows.append((recipe.name, step, minutes, content, style))
+            print(f"{recipe.name:>18} step {step:5d} {minutes:6.1f} min  {content:.3f} {style:.4f}")
+    return recipes, rows, finals
+
+
+def report(args: argparse.Namespace) -> None:
+    device = "cpu"
+    judge = Judge(judge_network(str(VGG16), device), args.style, EVAL_SIZE)
+    shots = photos()
+    recipes, rows, finals = score_runs(args, judge, shots)
+    if args.command == "score":
+        return
+    gatys_ref = mean_reference(gatys_reference(args.style, judge, shots))
+    photo_style = sum(judge.score(p, p).style for p in shots.values()) / len(shots)
     OUT.mkdir(parents=True, exist_ok=True)
     with (OUT / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
@@ -334,7 +355,7 @@ def zoo_table(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["train", "gatys", "report", "zoo"])
+    parser.add_argument("command", choices=["train", "gatys", "score", "report", "zoo"])
     parser.add_argument("--minutes", type=float, default=12.0, help="training time per recipe")
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once")
     parser.add_argument("--only", help="comma-separated recipe names (train) or style ids (zoo)")
@@ -350,7 +371,7 @@ def main() -> None:
     elif args.command == "gatys":
         judge = Judge(judge_network(str(VGG16)), args.style, EVAL_SIZE)
         print(mean_reference(gatys_reference(args.style, judge, photos())))
-    elif args.command == "report":
+    elif args.command in ("score", "report"):
         report(args)
     else:
         zoo_table(args)

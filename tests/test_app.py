@@ -263,6 +263,39 @@ def test_gatys_can_be_stopped(server, client: Client, files) -> None:
     assert time.monotonic() - started < 60  # far less than 400 iterations would take
 
 
+def test_johnson_never_waits_behind_gatys(server, client: Client, files) -> None:
+    if server[2] is None:
+        pytest.skip("real VGG16 weights absent (../shared): Gatys needs a loss network")
+    job = client.submit(
+        **_gatys_args(handle_file(files["photo"]), iterations=400), api_name="/gatys"
+    )
+    deadline = time.monotonic() + TIMEOUT
+    while len(job.outputs()) < 2 and time.monotonic() < deadline:  # Gatys holds its slot
+        time.sleep(0.1)
+    assert len(job.outputs()) >= 2
+    try:
+        image, status = client.predict(**_johnson_args(handle_file(files["photo"])),
+                                       api_name="/johnson")  # fmt: skip
+        assert image is not None and status.startswith("**Johnson")
+        assert not job.done()  # the Johnson result came while Gatys was still running
+    finally:
+        job.cancel()
+
+
+def test_page_has_a_johnson_only_button_and_shows_the_gatys_queue(files) -> None:
+    demo = create_app(tiny_config(files["catalogue"], None))
+    buttons = {b.elem_id: b for b in demo.blocks.values() if type(b).__name__ == "Button"}
+    assert "run-johnson" in buttons and "run" in buttons
+    johnson_only = {
+        id(fn) for fn in demo.fns.values()
+        if any(t[0] == buttons["run-johnson"]._id for t in fn.targets)
+    }  # fmt: skip
+    names = {fn.api_name for fn in demo.fns.values() if id(fn) in johnson_only}
+    assert names == {"johnson"}  # Johnson only: Gatys does not start
+    (gatys,) = [fn for fn in demo.fns.values() if fn.api_name == "gatys"]
+    assert gatys.show_progress == "full"  # the queue position and wait are shown
+
+
 # ---------------------------------------------------------------- error paths
 
 
