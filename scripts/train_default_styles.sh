@@ -2,26 +2,28 @@
 # Train the zoo's default styles with the real VGG16 and ../shared/data/train into
 # runs/<id>/ (ignored by git), then bundle them with scripts/bundle_default_styles.py.
 #
-# The CPU recipe (docs/recipe_study/results.md chose it): each style continues from its
-# bundled network in zoo/models/<id> (the last export: training accumulates across
-# sessions), for MINUTES of training time, two single-threaded runs at a time
-# (faster on 2 cores than one run with 2 threads).
+# The CPU recipe (docs/recipe_study/results.md): each style continues from its bundled
+# network in zoo/models/<id> (the last export: training accumulates across sessions) with
+# the style image at 512 px and style weight 10 (the same objective as the Gatys reference),
+# 128 px crops, Adam 1e-3 decaying to 1e-4, for MINUTES of training time, two
+# single-threaded runs at a time (faster on 2 cores than one run with 2 threads).
 #
-#   MINUTES=40 ./scripts/train_default_styles.sh            # all four, two at a time
-#   ONLY="great_wave the_scream" MINUTES=40 ./scripts/...  # a subset
+#   MINUTES=35 ./scripts/train_default_styles.sh            # all four, two at a time
+#   ONLY="great_wave the_scream" MINUTES=35 ./scripts/...  # a subset
 #   INIT=none ...                                          # from random weights
 # On a GPU (scripts/gpu_session.sh): JOBS=1 THREADS=0 SIZE=256 WIDTH=32 INIT=none MINUTES=...
 # A run already in runs/<id> is resumed (its own settings; MINUTES is its total budget).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SHARED="${SHARED:-../shared}"
-MINUTES="${MINUTES:-40}"
+MINUTES="${MINUTES:-35}"
 SIZE="${SIZE:-128}"
 STYLE_SIZE="${STYLE_SIZE:-512}"
 BATCH="${BATCH:-4}"
 WIDTH="${WIDTH:-16}"
-STYLE_WEIGHT="${STYLE_WEIGHT:-3}"
+STYLE_WEIGHT="${STYLE_WEIGHT:-10}"
 LR="${LR:-1e-3}"
+LR_FINAL="${LR_FINAL:-1e-4}"  # linear decay over the time budget
 JOBS="${JOBS:-2}"
 THREADS="${THREADS:-1}"  # OMP threads per run; 0 = torch's default
 PY="${PY:-.venv/bin/python}"
@@ -39,7 +41,7 @@ train() {  # id, file, title, painting, artist, year
     args+=(--resume)
   else
     args+=(--style "$SHARED/data/styles/$2" --data "$SHARED/data/train" --vgg-weights "$VGG"
-      "${init[@]}" --width "$WIDTH" --style-weight "$STYLE_WEIGHT" --lr "$LR"
+      "${init[@]}" --width "$WIDTH" --style-weight "$STYLE_WEIGHT" --lr "$LR" --lr-final "$LR_FINAL"
       --iterations 1000000 --image-size "$SIZE" --batch-size "$BATCH" --style-size "$STYLE_SIZE"
       --checkpoint-every 50 --keep-checkpoints 1000 --preview-every 200 --progress no
       --style-id "$1" --title "$3" --painting "$4" --artist "$5" --year "$6"

@@ -294,3 +294,25 @@ def test_max_minutes_stops_with_a_checkpoint_and_export_and_counts_resumes(setup
     assert main(run_args(setup, out, *budget, "--resume")) == 0
     assert ckpt.latest_checkpoint(out).step == 2
     assert len(read_csv(out / "metrics.csv")) == 2
+
+
+def test_lr_final_decays_linearly_over_steps_or_the_time_budget(setup):
+    from train.config import TrainConfig
+    from train.loop import learning_rate
+
+    steps = TrainConfig(lr=1e-3, lr_final=1e-4)
+    assert learning_rate(steps, 0, 0.0, 100) == pytest.approx(1e-3)
+    assert learning_rate(steps, 50, 0.0, 100) == pytest.approx(5.5e-4)
+    assert learning_rate(steps, 100, 0.0, 100) == pytest.approx(1e-4)
+    timed = TrainConfig(lr=1e-3, lr_final=1e-4, max_minutes=10)
+    assert learning_rate(timed, 1, 300.0, 10**6) == pytest.approx(5.5e-4)  # half the time
+    assert learning_rate(TrainConfig(lr=2e-3), 70, 99.0, 100) == 2e-3  # no decay asked for
+    out = setup["tmp"] / "run"
+    assert main(run_args(setup, out, "--lr", "1e-3", "--lr-final", "1e-4", "--export", "no")) == 0
+    state = ckpt.latest_checkpoint(out).state
+    assert state["param_groups"][0]["lr"] == pytest.approx(1e-3 - 0.9e-3 * 3 / 4)  # last step
+
+
+def test_lr_final_above_lr_is_refused(setup, capsys):
+    assert main(run_args(setup, setup["tmp"] / "run", "--lr-final", "0.5")) == 2
+    assert "--lr-final" in capsys.readouterr().err

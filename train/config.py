@@ -27,6 +27,7 @@ RESUMABLE_OVERRIDES = frozenset(
         "preview_every",
         "keep_checkpoints",
         "lr",
+        "lr_final",
         "workers",
         "progress",
         "export",
@@ -52,6 +53,9 @@ class TrainConfig:
     batch_size: int = 4  # per process; torchrun multiplies it by the number of processes
     style_size: int = 512  # long side of the style image when its Gram matrices are taken
     lr: float = 1e-3  # Adam learning rate
+    # When set, the rate falls linearly from lr to lr_final over the run (its iterations, or
+    # its --max-minutes, whichever ends it first): less noise in the last weights.
+    lr_final: float | None = None
     content_weight: float = 1.0
     style_weight: float = 10.0  # normalised losses: 30 matched the style no better, lost content
     tv_weight: float = 10.0  # total variation: smooths the 9x9 output conv's speckle
@@ -119,6 +123,8 @@ class TrainConfig:
             raise NSTError(f"--max-minutes must be positive, not {self.max_minutes}.")
         if self.lr <= 0:
             raise NSTError(f"--lr must be positive, not {self.lr}.")
+        if self.lr_final is not None and not 0 < self.lr_final <= self.lr:
+            raise NSTError(f"--lr-final must be in (0, --lr], not {self.lr_final}.")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
                 raise NSTError(f"--{name.replace('_', '-')} must not be negative.")
@@ -180,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, help=f"per process (default {d.batch_size})")
     p.add_argument("--style-size", type=int, help=f"style long side px (default {d.style_size})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
+    p.add_argument(
+        "--lr-final",
+        type=float,
+        help="decay the rate linearly to this over the run (its steps or --max-minutes)",
+    )
     p.add_argument("--content-weight", type=float, help=f"default {d.content_weight}")
     p.add_argument("--style-weight", type=float, help=f"default {d.style_weight}")
     p.add_argument("--tv-weight", type=float, help=f"default {d.tv_weight}")

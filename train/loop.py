@@ -300,7 +300,7 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
     run.model.train()
     try:
         for batch in loader:
-            losses, seconds = _optimise(run, wrapped, batch)
+            losses, seconds = _optimise(run, wrapped, batch, iterations)
             _log_step(run, losses, seconds, len(train_files), bar)
             out_of_time = _out_of_time(config, run.train_seconds, ranks)
             last = run.step == iterations or out_of_time
@@ -321,13 +321,15 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
 
 
 def _optimise(
-    run: _Run, wrapped: torch.nn.Module, batch: torch.Tensor
+    run: _Run, wrapped: torch.nn.Module, batch: torch.Tensor, iterations: int
 ) -> tuple[list[float], float]:
     """One optimiser step; returns the batch's losses (averaged over ranks) and its time."""
     t0 = time.perf_counter()
     x = batch.to(run.ranks.device, non_blocking=True)
     if run.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
+    lr = learning_rate(run.config, run.step, run.train_seconds, iterations)
+    set_learning_rate(run.optimizer, lr)
     loss, parts = compute_loss(wrapped, run.loss_fn, x, run.bf16)
     if not all_true(bool(torch.isfinite(loss)), run.ranks):
         _stop_on_nan(run.step + 1, float(loss.detach()), run.last_good)
@@ -364,6 +366,26 @@ def _finish(run: _Run) -> Path | None:
     if run.ranks.main and run.config.export:
         return export_run(run.run_dir)
     return None
+
+
+def learning_rate(config: TrainConfig, step: int, train_seconds: float, iterations: int) -> float:
+    """The rate of the next step: --lr, or falling linearly to --lr-final over the run.
+
+    Progress is the larger of steps done / iterations and time spent / --max-minutes, so a
+    time-budgeted run ends its decay when its time ends.
+    """
+    if config.lr_final is None:
+        return config.lr
+    progress = step / max(1, iterations)
+    if config.max_minutes is not None:
+        progress = max(progress, train_seconds / (config.max_minutes * 60.0))
+    progress = min(1.0, progress)
+    return config.lr + (config.lr_final - config.lr) * progress
+
+
+def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def _out_of_time(config: TrainConfig, train_seconds: float, ranks: Ranks) -> bool:
