@@ -237,7 +237,19 @@ class StyleTransferDemo:
         strength: Any,
         preserve_colors: Any,
     ) -> tuple[Any, str]:
-        """Johnson et al. 2016: one pass through the style's trained network."""
+        """Stylise a photo with a style's trained Johnson network (one fast pass).
+
+        Args:
+            photo: the photo to stylise (an image file or URL).
+            style: a style id of the zoo, e.g. "starry_night" (see the style dropdown).
+            style_image: leave empty; an uploaded painting has no trained network.
+            size: the output's long side in pixels (64 to the app's maximum).
+            strength: 1 for the full style, 0 for the photo itself.
+            preserve_colors: keep the photo's colours and take the style's luminance.
+
+        Returns:
+            The stylised image (PNG) and a status line with the time it took.
+        """
         content = _load(photo, "photo")
         long_side = int(_number(size, "Johnson size", 64, self.config.max_size))
         style_strength = _number(strength, "Style strength", 0.0, 1.0)
@@ -299,7 +311,22 @@ class StyleTransferDemo:
         preserve_colors: Any,
         progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects it by default value
     ) -> Iterator[tuple[Any, str]]:
-        """Gatys et al. 2015: optimise the pixels, showing the image as it grows."""
+        """Stylise a photo by optimising its pixels against a painting (slow; any style).
+
+        Args:
+            photo: the photo to stylise (an image file or URL).
+            style: a style id of the zoo whose painting to match (ignored with style_image).
+            style_image: any painting to match instead of a zoo style.
+            size: the output's long side in pixels.
+            iterations: optimisation steps (loss evaluations); more is slower and closer.
+            optimizer: "lbfgs" (the paper's) or "adam".
+            init: start from the photo ("content") or from white noise ("noise").
+            strength: 1 for the full result, 0 for the photo itself.
+            preserve_colors: keep the photo's colours and take the style's luminance.
+
+        Returns:
+            The image as it improves (streamed), then the final PNG, with a status line.
+        """
         content = _load(photo, "photo")
         long_side = int(_number(size, "Gatys size", 64, self.config.max_gatys_size))
         steps = int(_number(iterations, "Gatys iterations", 1, self.config.max_iterations))
@@ -649,10 +676,20 @@ def _method_event(
     return event
 
 
+def mcp_available() -> bool:
+    """Whether Gradio's MCP extra is installed (``pip install "gradio[mcp]"``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("mcp") is not None
+
+
 def launch(app: gr.Blocks, **kwargs: Any) -> Any:
     """``app.launch`` with the upload limit of the app's config (tests use this too)."""
     config: AppConfig = app.nst_config  # type: ignore[attr-defined]
     options: dict[str, Any] = {"max_file_size": config.max_file_size, "ssr_mode": False}
+    if mcp_available():
+        # AI agents can call /johnson and /gatys as tools (their docstrings describe them).
+        options["mcp_server"] = True
     options.update(kwargs)
     return app.launch(**options)
 
