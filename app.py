@@ -274,6 +274,10 @@ class StyleTransferDemo:
         path = RESULTS.write(result, f"johnson_{entry.id}.png")
         return path, f"**Johnson — {_seconds(took)}** · {entry.title}"
 
+    def johnson_example(self, photo: Any, style: Any) -> tuple[Any, str]:
+        """An example row (photo, style) at the page's default Johnson settings."""
+        return self.johnson(photo, style, None, self.config.johnson_size, 1.0, False)
+
     def gatys_config(
         self,
         size: int,
@@ -499,8 +503,13 @@ def create_app(config: AppConfig | None = None, *, catalogue: Path | None = None
             gr.Examples(
                 examples=[list(row) for row in config.examples],
                 inputs=[page.photo, page.style],
-                label="Examples (click one, then Stylise)",
-                cache_examples=False,
+                outputs=[page.johnson_out, page.johnson_status],
+                fn=handlers.johnson_example,
+                label="Examples (the Johnson result shows at once; Stylise runs Gatys too)",
+                # Each example's Johnson result is made on its first click, then served
+                # from the cache: no work at start-up, which a Space's build would wait on.
+                cache_examples=True,
+                cache_mode="lazy",
             )
         _wire(page, config, handlers)
     app.queue(max_size=config.queue_size, default_concurrency_limit=1)

@@ -468,3 +468,16 @@ def test_gatys_gpu_time_grows_with_size_and_iterations() -> None:
     small = app_module.gatys_gpu_seconds(photo, photo, GatysConfig(size=256, iterations=50), "cuda")
     big = app_module.gatys_gpu_seconds(photo, photo, GatysConfig(size=1024, iterations=300), "cuda")
     assert app_module.GATYS_GPU_LOAD_SECONDS < small < big <= app_module.GATYS_GPU_MAX_SECONDS
+
+
+def test_an_example_row_shows_the_johnson_result(files) -> None:
+    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
+    image, status = handlers.johnson_example(str(files["photo"]), STYLE_ID)
+    assert Path(image).is_file() and status.startswith("**Johnson")
+
+
+def test_the_bundled_examples_are_the_default_rows() -> None:
+    rows = app_module.default_config().examples
+    assert len(rows) >= 4
+    assert all(Path(photo).parent == app_module.ROOT / "examples" for photo, _ in rows)
+    assert len({style for _, style in rows}) >= 4  # each with another style
