@@ -49,7 +49,8 @@ def bundle(run: Path, note: str = "") -> str:
         card += f"\n## Note\n\n{note}\n"
     (target / "README.md").write_text(card)
     training = dict(config.get("training", {}))
-    training["trained_steps"] = trained_steps(run)
+    # All the steps behind the net, a warm start's included (export records them).
+    training["trained_steps"] = int(training.get("total_steps") or trained_steps(run))
     if note:
         training["note"] = note
     run_config = json.loads((run / "run.json").read_text())

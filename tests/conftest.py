@@ -59,7 +59,7 @@ def _no_hub(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 #: Test files whose every test takes seconds (a real server, many training runs, ...).
-SLOW_FILES: set[str] = set()
+SLOW_FILES = {"test_app.py", "test_train_faults.py", "test_deploy.py"}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
