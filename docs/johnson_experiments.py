@@ -31,15 +31,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+sys.path.insert(0, str(ROOT / "docs"))
 
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from figures import labelled_grid  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_pil, to_tensor  # noqa: E402
 from nst.johnson import load_transformer  # noqa: E402
-from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
-from nst.vgg import load_loss_network  # noqa: E402
+from nst.judge import Judge, judge_network  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 OUT = ROOT / "docs" / "experiments"
@@ -121,46 +122,23 @@ def final_network(variant: Variant) -> torch.nn.Module:
     return load_transformer(found.path)
 
 
-def scorer(args: argparse.Namespace) -> PerceptualLoss:
-    """One fixed loss for every variant: content relu2_2, the four style layers."""
-    layers = ["relu2_2", *STYLE_LAYERS]
-    net = load_loss_network(layers, weights=str(args.weights), arch="vgg16")
-    style = to_tensor(load_image(args.style, long_side=args.style_size))
-    grams = blended_gram_targets(net, [style], list(STYLE_LAYERS))
-    return PerceptualLoss(net, ["relu2_2"], list(STYLE_LAYERS), grams, LossWeights(1, 1, 0))
-
-
 def evaluate(
-    model: torch.nn.Module, photos: list[torch.Tensor], loss: PerceptualLoss
+    model: torch.nn.Module, photos: list[torch.Tensor], judge: Judge
 ) -> tuple[list[Image.Image], float, float]:
-    """Stylise each photo; mean content and style loss over them."""
+    """Stylise each photo; mean content and style error over them (the fixed yardstick)."""
     outputs, content, style = [], 0.0, 0.0
     with torch.inference_mode():
         for photo in photos:
             out = model(photo).clamp(0, 1)
-            _, parts = loss(out, loss.content_targets(photo))
-            content += float(parts["content"]) / len(photos)
-            style += float(parts["style"]) / len(photos)
+            score = judge.score(out, photo)
+            content += score.content / len(photos)
+            style += score.style / len(photos)
             outputs.append(to_pil(out))
     return outputs, content, style
 
 
-def grid(rows: list[tuple[str, list[Image.Image]]], path: Path, cell: int = 192) -> None:
-    """One labelled row per variant, one column per photo."""
-    label_w, pad = 120, 3
-    cols = len(rows[0][1])
-    sheet = Image.new("RGB", (label_w + cols * (cell + pad), len(rows) * (cell + pad)), "white")
-    draw = ImageDraw.Draw(sheet)
-    for r, (label, images) in enumerate(rows):
-        y = r * (cell + pad)
-        draw.text((6, y + cell // 2 - 6), label, fill="black")
-        for c, image in enumerate(images):
-            thumb = image.copy()
-            thumb.thumbnail((cell, cell))
-            sheet.paste(thumb, (label_w + c * (cell + pad), y))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sheet.save(path, quality=90)
-    print(f"wrote {path.relative_to(ROOT)}")
+def grid(rows: list[tuple[str, list[Image.Image]]], path: Path) -> None:
+    labelled_grid(rows, path, cell=192, label_width=120, quality=90)
 
 
 def main() -> None:
@@ -198,13 +176,13 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(lambda v: train(v, args), variants))
 
-    loss = scorer(args)
+    judge = Judge(judge_network(str(args.weights)), args.style, args.style_size)
     photo_paths = [SHARED / "data/content" / name for name in PHOTOS]
     photos = [to_tensor(load_image(p, long_side=args.photo_size)) for p in photo_paths]
     originals = [to_pil(p) for p in photos]
     results = {}
     for variant in variants:
-        images, content, style = evaluate(final_network(variant), photos, loss)
+        images, content, style = evaluate(final_network(variant), photos, judge)
         row = last_row(RUNS / variant.name / "metrics.csv")
         results[variant.name] = (images, content, style, float(row["seconds"]))
 

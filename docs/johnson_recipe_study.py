@@ -40,9 +40,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+sys.path.insert(0, str(ROOT / "docs"))
 
 import torch  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from figures import labelled_grid  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from nst.gatys import GatysConfig, gatys  # noqa: E402
 from nst.hardware import summary  # noqa: E402
@@ -291,20 +293,7 @@ def final_grid(recipes, finals, shots, path: Path, style: Path, cell: int = 220)
         )
     )
     rows += [(r.name, [to_pil(finals[r.name][n]) for n in shots]) for r in recipes]
-    label_w, pad = 130, 3
-    sheet = Image.new(
-        "RGB", (label_w + len(shots) * (cell + pad), len(rows) * (cell + pad)), "white"
-    )
-    draw = ImageDraw.Draw(sheet)
-    for r, (label, images) in enumerate(rows):
-        y = r * (cell + pad)
-        draw.text((4, y + cell // 2 - 6), label, fill="black")
-        for c, image in enumerate(images):
-            thumb = image.copy()
-            thumb.thumbnail((cell, cell))
-            sheet.paste(thumb, (label_w + c * (cell + pad), y))
-    sheet.save(path, quality=80)
-    print(f"wrote {path}")
+    labelled_grid(rows, path, cell, label_width=130, quality=80)
 
 
 def write_table(rows, recipes, gatys_ref: Score, photo_style: float, args, path: Path) -> None:
