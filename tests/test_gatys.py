@@ -207,7 +207,7 @@ def test_cli_writes_the_result(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert "saved" in capsys.readouterr().out
 
 
-def test_cli_bad_input_exits_2_with_a_message(tmp_path: Path, capsys) -> None:
+def test_cli_bad_input_exits_1_and_bad_options_2_with_a_message(tmp_path: Path, capsys) -> None:
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     style = tmp_path / "style.png"
@@ -225,7 +225,7 @@ def test_cli_bad_input_exits_2_with_a_message(tmp_path: Path, capsys) -> None:
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1  # the photo is broken: the command line itself was fine
     assert err.startswith("error: ") and "Traceback" not in err
     code = cli_main(
         [

@@ -108,7 +108,7 @@ def test_missing_token_is_a_clear_error(export_dir: Path, tmp_path: Path, monkey
     for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    assert publish_main([str(export_dir), "--repo", REPO]) == 2
+    assert publish_main([str(export_dir), "--repo", REPO]) == 1
     err = capsys.readouterr().err
     assert "No Hugging Face token" in err and "HF_TOKEN" in err and "hf auth login" in err
 
@@ -122,7 +122,7 @@ def test_refused_token_is_reported_without_showing_it(
     catalogue = tmp_path / "catalogue.json"
     code = publish_main([str(export_dir), "--repo", REPO, "--catalogue", str(catalogue)])
     out, err = capsys.readouterr()
-    assert code == 2
+    assert code == 1
     assert "token was refused" in err
     assert secret not in out + err
     assert REPO not in fake_hub.repos and not catalogue.exists()

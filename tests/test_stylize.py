@@ -208,7 +208,9 @@ def test_cli_writes_the_image(tmp_path, capsys) -> None:
 def test_cli_reports_bad_input_without_traceback(tmp_path, capsys) -> None:
     folder = save_transformer(_net(), tmp_path / "model")
     args = ["stylize", str(tmp_path / "missing.jpg"), "--model", str(folder), "-o", "x.png"]
-    assert main(args) == 2
+    assert main(args) == 1  # a missing file: the work failed
     assert "does not exist" in capsys.readouterr().err
     assert main(["stylize", "a.jpg", "--model", str(folder), "-o", "x.png", "--tile", "big"]) == 2
     assert "--tile" in capsys.readouterr().err
+    assert main([*args, "--strength", "2"]) == 2  # a bad option: a usage error
+    assert "--strength" in capsys.readouterr().err

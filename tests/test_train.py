@@ -173,7 +173,7 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(setup, capsys
     # A learning rate of 1e30 makes the weights, then the loss, overflow within a step or two.
     code = main(["--out", str(out), "--resume", "--iterations", "40", "--lr", "1e30"])
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 1
     assert "training stopped" in err and "last good checkpoint" in err
     latest = ckpt.latest_checkpoint(out)
     kept = load_file(str(latest.path / "model.safetensors"))
@@ -200,7 +200,7 @@ def test_cli_reports_an_empty_data_folder(setup, capsys):
     empty.mkdir()
     args = run_args(setup, setup["tmp"] / "run")
     args[args.index("--data") + 1] = str(empty)
-    assert main(args) == 2
+    assert main(args) == 1
     assert "holds no images" in capsys.readouterr().err
 
 
@@ -264,7 +264,7 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
     assert f"Warm start: from the weights of `{source.name}`" in card and str(source) not in card
 
     wider = setup["tmp"] / "wider"
-    assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 2
+    assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 1
     err = capsys.readouterr().err
     assert "--init-from" in err and "width 8" in err and "width 16" in err
 

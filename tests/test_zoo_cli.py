@@ -108,11 +108,11 @@ def test_verify_reports_a_damaged_bundled_model(
 def test_errors_are_one_clear_line(catalogue: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cat = f"--catalogue={catalogue}"
     code, _, err = run(capsys, cat, "info", "nope")
-    assert code == 2 and err.startswith("error: Unknown style 'nope'") and "Traceback" not in err
+    assert code == 1 and err.startswith("error: Unknown style 'nope'") and "Traceback" not in err
     code, _, err = run(capsys, cat, "download")
     assert code == 2 and "--all" in err
     code, out, err = run(capsys, cat, "download", "nope", "remote", "--quiet")
-    assert code == 2 and "Unknown style 'nope'" in err and "remote: " in out  # others go on
+    assert code == 1 and "Unknown style 'nope'" in err and "remote: " in out  # others go on
 
 
 def test_module_entry_point_runs(tmp_path: Path) -> None:

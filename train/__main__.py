@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nst.cli import run_command
-from nst.errors import NSTError
+from nst.errors import UsageError
 from train.checkpoint import latest_checkpoint
 from train.config import RESUMABLE_OVERRIDES, TrainConfig, build_parser, explicit_settings
 from train.loop import RUN_CONFIG_NAME, silence_known_warnings, train
@@ -19,12 +19,12 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool
     args = build_parser().parse_args(argv)
     given = explicit_settings(args)
     if not args.out:
-        raise NSTError("--out RUN_DIR is required.")
+        raise UsageError("--out RUN_DIR is required.")
     run_dir = Path(args.out)
     saved = run_dir / RUN_CONFIG_NAME
     if args.resume:
         if not saved.is_file():
-            raise NSTError(
+            raise UsageError(
                 f"Nothing to resume in '{run_dir}' (no {RUN_CONFIG_NAME}). Start a new run "
                 "without --resume."
             )
@@ -34,7 +34,7 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool
         )
         if changed:
             allowed = ", ".join(sorted(RESUMABLE_OVERRIDES))
-            raise NSTError(
+            raise UsageError(
                 f"--resume continues the run in '{run_dir}' with its own settings; these "
                 f"differ from it: {', '.join(changed)}. Only {allowed} "
                 "may change on resume. Drop them, or start a new run in another --out."
@@ -43,7 +43,7 @@ def resolve_config(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool
             setattr(config, key, value)
         return config.finish(), True
     if latest_checkpoint(run_dir) is not None or saved.is_file():
-        raise NSTError(
+        raise UsageError(
             f"'{run_dir}' already holds a training run. Continue it with --resume, or choose "
             "another --out (nothing was changed)."
         )

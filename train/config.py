@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from nst.cli import comma_list
-from nst.errors import NSTError
+from nst.errors import UsageError
 
 #: Settings that may change when a run is resumed; every other one defines the run.
 RESUMABLE_OVERRIDES = frozenset(
@@ -93,13 +93,13 @@ class TrainConfig:
     dataset: str = ""  # dataset name for the model card; default: the data folder's name
 
     def finish(self) -> TrainConfig:
-        """Fill derived defaults and check every value; raises NSTError on a bad one."""
+        """Fill derived defaults and check every value (UsageError, an NSTError, if bad)."""
         if not self.style:
-            raise NSTError("--style is required: the path of the style image (a painting).")
+            raise UsageError("--style is required: the path of the style image (a painting).")
         if not self.data:
-            raise NSTError("--data is required: a folder of training photos.")
+            raise UsageError("--data is required: a folder of training photos.")
         if not self.out:
-            raise NSTError("--out is required: the run folder for checkpoints and the export.")
+            raise UsageError("--out is required: the run folder for checkpoints and the export.")
         positive = (
             "iterations",
             "image_size",
@@ -112,28 +112,30 @@ class TrainConfig:
         )
         for name in positive:
             if int(getattr(self, name)) <= 0:
-                raise NSTError(
+                raise UsageError(
                     f"--{name.replace('_', '-')} must be positive, not {getattr(self, name)}."
                 )
         if self.image_size < 32:
-            raise NSTError(f"--image-size {self.image_size} is too small: use at least 32 px.")
+            raise UsageError(f"--image-size {self.image_size} is too small: use at least 32 px.")
         if self.val_count < 0:
-            raise NSTError(f"--val-count must be 0 (no validation) or more, not {self.val_count}.")
+            raise UsageError(
+                f"--val-count must be 0 (no validation) or more, not {self.val_count}."
+            )
         if self.max_minutes is not None and self.max_minutes <= 0:
-            raise NSTError(f"--max-minutes must be positive, not {self.max_minutes}.")
+            raise UsageError(f"--max-minutes must be positive, not {self.max_minutes}.")
         if self.lr <= 0:
-            raise NSTError(f"--lr must be positive, not {self.lr}.")
+            raise UsageError(f"--lr must be positive, not {self.lr}.")
         if self.lr_final is not None and not 0 < self.lr_final <= self.lr:
-            raise NSTError(f"--lr-final must be in (0, --lr], not {self.lr_final}.")
+            raise UsageError(f"--lr-final must be in (0, --lr], not {self.lr_final}.")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
-                raise NSTError(f"--{name.replace('_', '-')} must not be negative.")
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative.")
         if self.precision not in ("auto", "bf16", "fp32"):
-            raise NSTError(f"--precision must be auto, bf16 or fp32, not '{self.precision}'.")
+            raise UsageError(f"--precision must be auto, bf16 or fp32, not '{self.precision}'.")
         if self.channels_last not in ("auto", "on", "off"):
-            raise NSTError("--channels-last must be auto, on or off.")
+            raise UsageError("--channels-last must be auto, on or off.")
         if not self.content_layers or not self.style_layers:
-            raise NSTError("At least one content layer and one style layer are needed.")
+            raise UsageError("At least one content layer and one style layer are needed.")
         if not self.style_id:
             self.style_id = Path(self.style).stem
         if not self.title:

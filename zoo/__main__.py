@@ -1,6 +1,7 @@
 """``python -m zoo list | info NAME | download NAME... | download --all | verify``.
 
-Errors meant for a person (:class:`NSTError`) print as one message and exit 2;
+Errors meant for a person (:class:`NSTError`) print as one message and exit 1 (2 for a
+wrong command line);
 ``verify`` exits 1 when a style on disk fails its sha256 or lacks its preview.
 """
 
@@ -14,7 +15,7 @@ from tqdm import tqdm  # a plain bar: shown in CI logs too, not only on a termin
 
 import zoo
 from nst.cli import run_command
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 from zoo import hub
 from zoo.catalogue import StyleEntry, catalogue_path
 
@@ -59,7 +60,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def cmd_download(args: argparse.Namespace) -> int:
     if args.all == bool(args.names):
-        raise NSTError("Name the styles to download, or pass --all (not both).")
+        raise UsageError("Name the styles to download, or pass --all (not both).")
     names = [s.id for s in zoo.list_styles(args.catalogue)] if args.all else args.names
     failed = 0
     for name in names:
@@ -75,7 +76,7 @@ def cmd_download(args: argparse.Namespace) -> int:
         print(f"{name}: {path}")
     if failed:
         print(f"{failed} of {len(names)} downloads failed.", file=sys.stderr)
-        return 2
+        return 1
     return 0
 
 

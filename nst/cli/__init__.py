@@ -2,7 +2,8 @@
 
 Each command module has ``HELP`` (one line), ``add_arguments(parser)`` and
 ``run(args) -> int``. Errors meant for a person (:class:`NSTError`) print as one
-message and exit 2; nothing else is caught, so real bugs keep their traceback.
+message and exit 1 (2 when the command line itself is wrong, as argparse's own errors);
+nothing else is caught, so real bugs keep their traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 
 COMMANDS = {
     "gatys": "nst.cli.gatys",
@@ -70,15 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_command(command: Callable[[], int], interrupted: str = "interrupted") -> int:
-    """Run a command line's work: an NSTError prints as one line and exits 2, Ctrl-C 130.
+    """Run a command line's work: an error meant for a person prints as one line and exits
+    2 when the command line itself is wrong (:class:`UsageError`, as argparse does), 1 when
+    the work failed (any other :class:`NSTError`); Ctrl-C exits 130.
 
-    Shared by ``python -m nst``, ``python -m zoo``, ``python -m train`` and its tools.
+    Shared by ``nst``, ``python -m zoo``, ``python -m train`` and its tools.
     """
     try:
         return int(command())
-    except NSTError as exc:
+    except UsageError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except NSTError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(interrupted, file=sys.stderr)
         return 130

@@ -11,7 +11,7 @@ import argparse
 from tqdm import tqdm
 
 from nst.cli import comma_floats, comma_list
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 from nst.gatys import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, GatysConfig, gatys_steps
 from nst.images import save_image
 
@@ -55,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace) -> GatysConfig:
     if args.style_blend is not None and len(args.style_blend) != len(args.styles):
-        raise NSTError(
+        raise UsageError(
             f"--style-blend has {len(args.style_blend)} weights for {len(args.styles)} styles."
         )
     return GatysConfig(
@@ -84,6 +84,10 @@ def config_from_args(args: argparse.Namespace) -> GatysConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    try:
+        config.validate()
+    except NSTError as exc:  # the options' values: a usage error
+        raise UsageError(str(exc)) from exc
     device = None if args.device == "auto" else args.device
     bar = tqdm(total=config.iterations, unit="it", disable=args.quiet, desc="gatys")
     last = None

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 from nst.images import save_image
 from nst.johnson import TransformerNet, load_transformer, stylize
 from nst.johnson.stylize import PRECISIONS
@@ -46,7 +46,7 @@ def parse_tile(value: str) -> int | str | None:
     try:
         return int(value) or None
     except ValueError:
-        raise NSTError(f"--tile takes 'auto', 0 or a side in pixels, not '{value}'.") from None
+        raise UsageError(f"--tile takes 'auto', 0 or a side in pixels, not '{value}'.") from None
 
 
 def resolve_model(name: str) -> TransformerNet:
@@ -92,7 +92,17 @@ def _progress_bar() -> tuple[Progress, Callable[[], None]]:
     return update, close
 
 
+def check_options(args: argparse.Namespace) -> None:
+    """The options' values, before any work (usage errors, exit code 2)."""
+    if not 0.0 <= args.strength <= 1.0:
+        raise UsageError(f"--strength must be in [0, 1] (1 = full style), not {args.strength}.")
+    if args.size is not None and args.size < 16:
+        raise UsageError(f"--size is the output's long side (16 px or more), not {args.size}.")
+    parse_tile(args.tile)
+
+
 def run(args: argparse.Namespace) -> int:
+    check_options(args)
     model = resolve_model(args.model)
     progress, close = _progress_bar()
     start = time.perf_counter()
