@@ -313,7 +313,8 @@ class StyleTransferDemo:
         init: Any,
         strength: Any,
         preserve_colors: Any,
-        progress: gr.Progress = gr.Progress(),  # noqa: B008 - gradio injects it by default value
+        # track_tqdm: a first VGG download (huggingface_hub's tqdm bar) shows in the column
+        progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 - gradio injects it
     ) -> Iterator[tuple[Any, str]]:
         """Stylise a photo by optimising its pixels against a painting (slow; any style).
 

@@ -327,33 +327,43 @@ def write_table(rows, recipes, gatys_ref: Score, photo_style: float, args, path:
 
 
 def zoo_table(args: argparse.Namespace) -> None:
-    """Each bundled style against Gatys-100 of its own painting, per photo."""
+    """Each bundled style against Gatys-100 of its own painting (and, with ``--compare``,
+    the previous version of each style from that folder)."""
     import zoo
 
     net = judge_network(str(VGG16), "cpu")
     shots = photos()
     wanted = set(args.only.split(",")) if args.only else None
     lines = [
-        f"Held-out photos at {EVAL_SIZE} px, judged by `nst.judge`; Gatys-{GATYS_ITERATIONS} "
-        f"on the same loss. Machine: {summary('cpu')}.",
+        f"{len(PHOTOS)} held-out photos ({', '.join(PHOTOS)}) at {EVAL_SIZE} px, judged by "
+        f"`nst.judge`; Gatys-{GATYS_ITERATIONS} on the same loss (content 1, style 10), one "
+        f"scale, from the photo. Machine: {summary('cpu')}.",
         "",
-        "| style | steps | content | Gatys content | ratio | style | Gatys style | ratio |",
-        "|---|---|---|---|---|---|---|---|",
+        "| style | steps in all | this version's training | content | style | content / Gatys "
+        "| style / Gatys | style / the photo's | before: content, style |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for entry in zoo.list_styles():
         if not entry.is_bundled or (wanted and entry.id not in wanted):
             continue
-        painting = SHARED / "data/styles" / Path(entry.training.get("style_file", "")).name
+        painting = SHARED / "data/styles" / f"{entry.id}.jpg"  # the file it was trained on
         if not painting.is_file():
             painting = entry.preview_path
         judge = Judge(net, painting, EVAL_SIZE)
         ref = mean_reference(gatys_reference(painting, judge, shots))
         score, _ = score_net(zoo.load(entry.id, progress=False), judge, shots)
-        steps = entry.training.get("trained_steps", "?")
+        photo_style = sum(judge.score(p, p).style for p in shots.values()) / len(shots)
+        before = "-"
+        if args.compare and (args.compare / entry.id).is_dir():
+            old, _ = score_net(load_transformer(args.compare / entry.id), judge, shots)
+            before = f"{old.content:.3f}, {old.style:.4f}"
+        training = entry.training
+        minutes = float(training.get("train_seconds") or 0) / 60
         lines.append(
-            f"| {entry.id} | {steps} | {score.content:.3f} | {ref.content:.3f} | "
-            f"{score.content / ref.content:.2f} | {score.style:.4f} | {ref.style:.4f} | "
-            f"{score.style / ref.style:.2f} |"
+            f"| {entry.id} | {training.get('trained_steps', '?')} | "
+            f"{training.get('steps', '?')} steps, {minutes:.0f} CPU-min | {score.content:.3f} | "
+            f"{score.style:.4f} | {score.content / ref.content:.2f} | "
+            f"{score.style / ref.style:.2f} | {score.style / photo_style:.2f} | {before} |"
         )
         print(lines[-1], flush=True)
     (ROOT / "docs" / "zoo_quality.md").write_text("\n".join(lines) + "\n")
@@ -366,6 +376,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2, help="trainings at once")
     parser.add_argument("--only", help="comma-separated recipe names (train) or style ids (zoo)")
     parser.add_argument("--style", type=Path, default=SHARED / "data/styles/starry_night.jpg")
+    parser.add_argument(
+        "--compare", type=Path, help="zoo: a folder of the previous <id>/ nets to score too"
+    )
     args = parser.parse_args()
     if not VGG16.is_file():
         raise SystemExit(f"The real VGG16 is needed: {VGG16} is missing.")
