@@ -12,7 +12,7 @@ from nets import small_transformer
 
 from nst.errors import NSTError
 from nst.johnson import load_transformer, save_transformer
-from nst.johnson.fast import NormControl, fast_forward, residual_layers, run_stage
+from nst.johnson.fast import NormControl, fast_forward, run_stage
 
 _net = small_transformer
 
@@ -97,7 +97,7 @@ def test_run_stage_stops_in_front_of_each_norm_layer() -> None:
         # Without a stop, the whole stage runs (the net's final output, before clamping).
         full = run_stage(net.decoder, decoder_input, NormControl(fixed=recorded[first:]))
         torch.testing.assert_close(full.clamp(0, 1), net(x), atol=2e-5, rtol=0)
-    conv_a, norm_a, conv_b, norm_b = residual_layers(net.residuals[0])
+    conv_a, norm_a, conv_b, norm_b = net.residuals[0].layers()
     assert norm_a is norms[3] and norm_b is norms[4] and conv_a is not conv_b
 
 

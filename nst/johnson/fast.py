@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nst.johnson.model import ConvLayer, ResidualBlock, TransformerNet, pad_to_grid
+from nst.johnson.model import ResidualBlock, TransformerNet, pad_to_grid
 
 #: Per instance-norm layer, in execution order: (mean, var), each of shape (C,).
 NormStats = list[tuple[torch.Tensor, torch.Tensor]]
@@ -111,14 +111,6 @@ def run_stage(module: nn.Module, x: torch.Tensor, control: NormControl) -> torch
     the way ``fast_forward`` runs it: norm statistics from ``control``, possibly stopping
     in front of a norm layer (see :class:`NormControl`)."""
     return _run(module, x, control)
-
-
-def residual_layers(
-    block: ResidualBlock,
-) -> tuple[ConvLayer, nn.InstanceNorm2d, ConvLayer, nn.InstanceNorm2d]:
-    """(conv, norm, conv, norm) of a residual block; ReLU after the first norm only."""
-    (conv_a, norm_a, _relu), conv_b, norm_b = block.body[0], block.body[1], block.body[2]
-    return conv_a, norm_a, conv_b, norm_b
 
 
 def fast_forward(

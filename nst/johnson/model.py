@@ -82,6 +82,11 @@ class ResidualBlock(nn.Module):
             nn.InstanceNorm2d(channels, affine=True),
         )
 
+    def layers(self) -> tuple[ConvLayer, nn.InstanceNorm2d, ConvLayer, nn.InstanceNorm2d]:
+        """(conv, norm, conv, norm): ReLU after the first norm only (for exact tiling)."""
+        (conv_a, norm_a, _relu), conv_b, norm_b = self.body[0], self.body[1], self.body[2]
+        return conv_a, norm_a, conv_b, norm_b
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
 

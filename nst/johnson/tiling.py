@@ -31,7 +31,7 @@ from fractions import Fraction
 import torch
 from torch import nn
 
-from nst.johnson.fast import NormControl, NormStats, normalize_, residual_layers, run_stage
+from nst.johnson.fast import NormControl, NormStats, normalize_, run_stage
 from nst.johnson.model import TransformerNet, pad_to_grid
 
 Progress = Callable[[int, int], None]
@@ -247,7 +247,7 @@ def _passes(net: TransformerNet, hp: int, wp: int, side: int) -> int:
     """How many windows ``tiled_forward`` runs, for progress."""
     (down1, down2), (up1, up2), w = net.downsampling, net.upsampling, net.config.width
     full, half, quarter = (hp, wp), (hp // 2, wp // 2), (hp // 4, wp // 4)
-    residual_convs = [c for block in net.residuals for c in residual_layers(block)[::2]]
+    residual_convs = [c for block in net.residuals for c in block.layers()[::2]]
     return (
         _window_count(net.stem, full, side, w)
         + _window_count(nn.Sequential(net.stem, down1), full, side, w)
@@ -283,7 +283,7 @@ def tiled_forward(
 
     # Residual blocks, one conv at a time, on whole quarter-scale maps.
     for block in net.residuals:
-        conv_a, norm_a, conv_b, norm_b = residual_layers(block)
+        conv_a, norm_a, conv_b, norm_b = block.layers()
         stats_a = _stage_pass(net, conv_a, quarter, side, ticker, stop=True, keep=a)
         normalize_(a, norm_a, *stats_a, relu=True)
         stats_b = _stage_pass(net, conv_b, a, side, ticker, stop=True, keep=b)
