@@ -263,7 +263,11 @@ def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
 def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> None:
     """The export folder's content: fp16 weights, config, style image, samples, card."""
     run = found.state.get("config", {})
-    record_progress(model.config.training, found.step, float(found.state.get("train_seconds", 0)))
+    training = model.config.training
+    for key in ("lr_final", "max_minutes"):  # run settings a card should state too
+        if run.get(key) is not None:
+            training[key] = run[key]
+    record_progress(training, found.step, float(found.state.get("train_seconds", 0)))
     save_transformer(model, tmp, half=True)
     style_path = Path(run.get("style", ""))
     if style_path.is_file():
