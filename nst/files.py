@@ -12,6 +12,7 @@ with ``torch.load(weights_only=True)``.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import uuid
@@ -68,3 +69,12 @@ def remove_stale_temporaries(folder: Path) -> None:
     for stale in folder.glob(f".*{_TMP_MARK}*"):
         if mine not in stale.name:
             _remove(stale)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The file's sha256, hex (what the zoo catalogue pins)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

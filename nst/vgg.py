@@ -35,6 +35,11 @@ _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 _CHANNELS = (64, 128, 256, 512, 512)
 HUB_REPOS = {"vgg19": "timm/vgg19.tv_in1k", "vgg16": "timm/vgg16.tv_in1k"}
 _HUB_FILE = "model.safetensors"
+#: The revision downloaded. Not yet pinned to a commit: this project has been built without
+#: network access, so the commit ids of these repos could not be read. Pin them (and their
+#: sha256) once online; until then NST_VGG_REVISION pins one by hand. The download is still
+#: checked against the sha256 the Hub gives for the file (nst.hub).
+HUB_REVISIONS = {"vgg19": "main", "vgg16": "main"}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM = "random"
@@ -128,14 +133,21 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _download_from_hub(arch: str) -> Path:
+    """The VGG file through the project's one Hub path (call-time HF settings, progress
+    bar, the Hub's sha256 checked, clear errors)."""
+    from nst.hub import download_file
+
+    revision = os.environ.get("NST_VGG_REVISION") or HUB_REVISIONS[arch]
     try:
-        from huggingface_hub import hf_hub_download
-    except ImportError as exc:  # pragma: no cover - huggingface_hub is a requirement
-        raise NSTError(_missing_weights_message(arch, "huggingface_hub is not installed")) from exc
-    try:
-        return Path(hf_hub_download(HUB_REPOS[arch], _HUB_FILE))
-    except Exception as exc:  # offline, not found, network: all mean "not available"
-        raise NSTError(_missing_weights_message(arch, f"{type(exc).__name__}: {exc}")) from exc
+        return download_file(
+            f"The {arch.upper()} loss network",
+            HUB_REPOS[arch],
+            _HUB_FILE,
+            revision,
+            offline_hint="download it once while online, or pass a local file",
+        )
+    except NSTError as exc:  # offline, not found, network: all mean "not available"
+        raise NSTError(_missing_weights_message(arch, str(exc))) from exc
 
 
 @functools.lru_cache(maxsize=4)

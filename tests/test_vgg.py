@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import fakehub
 import pytest
 import torch
+from fakehub import FakeHub
 from safetensors.torch import save_file
 
 from nst.errors import NSTError
 from nst.vgg import layer_names, load_loss_network
+
+fake_hub = fakehub.fake_hub  # the fixture, made visible to this module
 
 
 def test_layer_names_follow_torchvision_indices() -> None:
@@ -134,3 +138,47 @@ def test_fused_conv_relu_gives_the_layer_by_layer_activations(conv: str) -> None
         torch.testing.assert_close(fused[name], reference[name], rtol=1e-4, atol=1e-5)
     assert fused["conv3_1"].min() < 0 <= fused["relu3_1"].min()  # conv output kept pre-ReLU
     torch.testing.assert_close(image.grad, reference_image.grad, rtol=1e-3, atol=1e-5)
+
+
+# ---- the Hub path (the zoo's own, nst.hub), against the fake Hub ------------------------
+
+
+def _vgg16_file(tmp_path: Path) -> bytes:
+    """A small safetensors file in the Hub repo's layout (only its bytes matter here)."""
+    save_file({"features.0.weight": torch.zeros(4, 3, 3, 3)}, str(tmp_path / "v.safetensors"))
+    return (tmp_path / "v.safetensors").read_bytes()
+
+
+def test_vgg_weights_come_through_the_hub_path_at_call_time(
+    fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from huggingface_hub import constants
+
+    from nst.vgg import resolve_weights
+
+    data = _vgg16_file(tmp_path)
+    fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", data)
+    # Only the environment names the server: HF_ENDPOINT is read at call time.
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
+    path = Path(resolve_weights(None, "vgg16"))
+    assert path.read_bytes() == data
+    assert fake_hub.count("GET", "*/resolve/*/model.safetensors") == 1
+    # NST_VGG_REVISION pins a commit by hand
+    commit = fake_hub.add_file("timm/vgg16.tv_in1k", "README.md", b"a later commit")
+    monkeypatch.setenv("NST_VGG_REVISION", commit)
+    assert Path(resolve_weights(None, "vgg16")).read_bytes() == data
+
+
+def test_vgg_download_failures_say_how_to_fix_them(
+    fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nst.vgg import resolve_weights
+
+    with pytest.raises(NSTError) as missing:  # no such repo on this Hub
+        resolve_weights(None, "vgg16")
+    assert "timm/vgg16.tv_in1k" in str(missing.value) and "NST_VGG_WEIGHTS" in str(missing.value)
+    fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", _vgg16_file(tmp_path))
+    fake_hub.fail("corrupt", "*/resolve/*/model.safetensors", methods=("GET",))
+    with pytest.raises(NSTError) as corrupted:  # bytes flipped in transit: refused, deleted
+        resolve_weights(None, "vgg16")
+    assert "corrupted" in str(corrupted.value)

@@ -20,8 +20,8 @@ from PIL import Image
 
 import zoo
 from nst.errors import NSTError
+from nst.files import file_sha256
 from nst.johnson import TransformerConfig, TransformerNet, save_transformer
-from zoo.catalogue import file_sha256
 
 fake_hub = fakehub.fake_hub  # the fixture, made visible to this module
 

@@ -16,9 +16,9 @@ from fakehub import FakeHub
 from PIL import Image
 
 import zoo
+from nst.files import file_sha256
 from nst.johnson import TransformerConfig, TransformerNet, save_transformer
 from zoo.__main__ import main
-from zoo.catalogue import file_sha256
 
 fake_hub = fakehub.fake_hub  # the fixture, made visible to this module
 ROOT = Path(__file__).resolve().parents[1]

@@ -70,7 +70,7 @@ def catalogue_entry(
     """The zoo catalogue entry of a published export, pinned to ``revision``."""
     from huggingface_hub import ModelCard
 
-    from zoo.catalogue import file_sha256
+    from nst.files import file_sha256
 
     style = config["style"]
     card = ModelCard.load(export_dir / CARD_NAME).data

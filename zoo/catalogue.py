@@ -12,7 +12,6 @@ previews/models can live anywhere (``NST_ZOO_CATALOGUE`` points the zoo at anoth
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -22,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from nst.errors import NSTError
-from nst.files import atomic_path, atomic_write_text
+from nst.files import atomic_path, atomic_write_text, file_sha256
 from nst.johnson.model import WEIGHTS_NAME
 
 ZOO_DIR = Path(__file__).resolve().parent
@@ -104,14 +103,6 @@ def catalogue_path(catalogue: str | os.PathLike | None = None) -> Path:
         return Path(catalogue)
     env = os.environ.get("NST_ZOO_CATALOGUE")
     return Path(env) if env else DEFAULT_CATALOGUE
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _check_weights(style: str, weights: Any) -> dict[str, str]:

@@ -12,15 +12,11 @@ from typing import Any
 import torch
 
 from nst.errors import NSTError
+from nst.files import file_sha256
 from nst.johnson import TransformerNet, load_transformer
 from nst.johnson.model import WEIGHTS_NAME
 from zoo import hub
-from zoo.catalogue import (
-    REPO_ID_PATTERN,
-    StyleEntry,
-    file_sha256,
-    read_catalogue,
-)
+from zoo.catalogue import REPO_ID_PATTERN, StyleEntry, read_catalogue
 
 _models: dict[tuple[Any, ...], TransformerNet] = {}
 _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
