@@ -46,7 +46,7 @@ def bundle(run: Path, note: str = "") -> str:
         after = rest.split("\n## ", 1)
         card = head + ("## " + after[1] if len(after) == 2 else "")
     if note:
-        card += f"\n## Note\n\n{note}\n"
+        card = card.rstrip("\n") + f"\n\n## Note\n\n{note}\n"
     (target / "README.md").write_text(card)
     training = dict(config.get("training", {}))
     # All the steps behind the net, a warm start's included (export records them).
