@@ -218,7 +218,7 @@ def score_runs(args: argparse.Namespace, judge: Judge, shots: dict[str, torch.Te
     rows, finals = [], {}
     recipes = [r for r in RECIPES if r.run_dir.is_dir()]
     for recipe in recipes:
-        start = [(0, 0.0, ROOT / "zoo/models" / args.style.stem)] if recipe.warm_start else []
+        start = [(0, 0.0, args.start_from / args.style.stem)] if recipe.warm_start else []
         found = start + checkpoints(recipe.run_dir)
         for index, (step, minutes, folder) in enumerate(found):
             key = f"{recipe.name}/{step}"
@@ -297,9 +297,12 @@ def final_grid(recipes, finals, shots, path: Path, style: Path, cell: int = 220)
 
 
 def write_table(rows, recipes, gatys_ref: Score, photo_style: float, args, path: Path) -> None:
+    here = {r.name for r in recipes if r.trained_here}
+    study_minutes = max((r[2] for r in rows if r[0] in here), default=0.0)
     lines = [
-        f"Style {args.style.name}; every recipe trained {max(r[2] for r in rows):.0f} "
-        "CPU-minutes (1 thread, `python -m train --max-minutes`), width 16, batch 4, the "
+        f"Style {args.style.name}; the study's recipes trained {study_minutes:.0f} CPU-minutes "
+        "each (1 thread, `python -m train --max-minutes`), the final one as long as its row "
+        "says; width 16, batch 4, the "
         "warm-started ones from the bundled net (500 steps at 128 px, style 256 px, sw 3); "
         "judged on "
         f"{len(PHOTOS)} held-out photos ({', '.join(PHOTOS)}) at {EVAL_SIZE} px by "
@@ -378,6 +381,13 @@ def main() -> None:
     parser.add_argument("--style", type=Path, default=SHARED / "data/styles/starry_night.jpg")
     parser.add_argument(
         "--compare", type=Path, help="zoo: a folder of the previous <id>/ nets to score too"
+    )
+    parser.add_argument(
+        "--start-from",
+        type=Path,
+        default=ROOT / "zoo" / "models",
+        help="report: where the warm starts' <id>/ nets are (the zoo as it was when the runs "
+        "began; a copy once the zoo has been retrained)",
     )
     args = parser.parse_args()
     if not VGG16.is_file():
