@@ -16,21 +16,20 @@ __all__ = ["download_file", "evict", "fetch_model", "hub_settings", "snapshot_ca
 
 
 def fetch_model(
-    subject: str,
-    repo_id: str,
-    revision: str,
-    filename: str = WEIGHTS_NAME,
-    *,
-    sha256: str | None = None,
-    progress: bool = True,
-    tqdm_class: type | None = None,
+    subject: str, repo_id: str, revision: str, filename: str = WEIGHTS_NAME, **options: Any
 ) -> Path:
     """Download ``filename`` (+ ``config.json`` beside it) and return the weights path.
 
     With ``sha256`` (from the catalogue) the file must match it: a mismatch deletes the
     cached copy and raises. A repo that only has pickles is refused by name. ``tqdm_class``
     replaces huggingface_hub's progress bar (which hides itself when stderr is no TTY).
+    ``options``: ``sha256``, and ``progress`` / ``tqdm_class`` as for :func:`download_file`.
     """
+    sha256: str | None = options.pop("sha256", None)
+    progress: bool = options.pop("progress", True)
+    tqdm_class: type | None = options.pop("tqdm_class", None)
+    if options:
+        raise TypeError(f"fetch_model() got unexpected options {sorted(options)}")
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
 
     if not filename.endswith(".safetensors"):
