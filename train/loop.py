@@ -235,9 +235,8 @@ def _resume_from(run: _Run) -> None:
     if found is None:
         return
     ckpt.load_checkpoint(found, run.model, run.optimizer)
+    # The rate is set before every step (learning_rate), so a --lr given on resume applies.
     run.step, run.train_seconds = found.step, float(found.state.get("train_seconds", 0.0))
-    for group in run.optimizer.param_groups:  # --lr may be changed on resume
-        group["lr"] = run.config.lr
 
 
 def _start(config: TrainConfig, resume: bool, ranks: Ranks, photos: torch.Tensor | None) -> _Run:
