@@ -28,7 +28,7 @@ from PIL import Image
 
 from nst.color import blend
 from nst.color import preserve_colors as keep_photo_colors
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
@@ -70,25 +70,26 @@ class GatysConfig:
     pooling: str = "max"
 
     def validate(self) -> None:
-        """Refuse settings that cannot work, with the reason."""
+        """Refuse settings that cannot work, with the reason (a UsageError: the caller's
+        settings, not the work, are wrong)."""
         if self.optimizer not in OPTIMIZERS:
-            raise NSTError(f"optimizer must be one of {OPTIMIZERS}, not '{self.optimizer}'.")
+            raise UsageError(f"optimizer must be one of {OPTIMIZERS}, not '{self.optimizer}'.")
         if self.init not in INITS:
-            raise NSTError(f"init must be one of {INITS}, not '{self.init}'.")
+            raise UsageError(f"init must be one of {INITS}, not '{self.init}'.")
         if self.init == "image" and self.init_image is None:
-            raise NSTError("init='image' needs an init_image.")
+            raise UsageError("init='image' needs an init_image.")
         if self.size < MIN_STAGE_SIDE:
-            raise NSTError(f"size must be at least {MIN_STAGE_SIDE} px, not {self.size}.")
+            raise UsageError(f"size must be at least {MIN_STAGE_SIDE} px, not {self.size}.")
         if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
-            raise NSTError(f"strength must be in [0, 1] (1 = full style), not {self.strength!r}.")
+            raise UsageError(f"strength must be in [0, 1] (1 = full style), not {self.strength!r}.")
         if self.iterations < 1:
-            raise NSTError("iterations must be at least 1.")
+            raise UsageError("iterations must be at least 1.")
         if self.scales < 1:
-            raise NSTError("scales must be at least 1.")
+            raise UsageError("scales must be at least 1.")
         if self.style_scale <= 0:
-            raise NSTError("style_scale must be positive.")
+            raise UsageError("style_scale must be positive.")
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
-            raise NSTError("loss weights must not be negative.")
+            raise UsageError("loss weights must not be negative.")
 
 
 @dataclass

@@ -213,4 +213,4 @@ def test_cli_reports_bad_input_without_traceback(tmp_path, capsys) -> None:
     assert main(["stylize", "a.jpg", "--model", str(folder), "-o", "x.png", "--tile", "big"]) == 2
     assert "--tile" in capsys.readouterr().err
     assert main([*args, "--strength", "2"]) == 2  # a bad option: a usage error
-    assert "--strength" in capsys.readouterr().err
+    assert "strength must be in [0, 1]" in capsys.readouterr().err

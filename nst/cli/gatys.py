@@ -11,7 +11,7 @@ import argparse
 from tqdm import tqdm
 
 from nst.cli import comma_floats, comma_list
-from nst.errors import NSTError, UsageError
+from nst.errors import UsageError
 from nst.gatys import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, GatysConfig, gatys_steps
 from nst.images import save_image
 
@@ -84,10 +84,6 @@ def config_from_args(args: argparse.Namespace) -> GatysConfig:
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    try:
-        config.validate()
-    except NSTError as exc:  # the options' values: a usage error
-        raise UsageError(str(exc)) from exc
     device = None if args.device == "auto" else args.device
     bar = tqdm(total=config.iterations, unit="it", disable=args.quiet, desc="gatys")
     last = None

@@ -92,17 +92,8 @@ def _progress_bar() -> tuple[Progress, Callable[[], None]]:
     return update, close
 
 
-def check_options(args: argparse.Namespace) -> None:
-    """The options' values, before any work (usage errors, exit code 2)."""
-    if not 0.0 <= args.strength <= 1.0:
-        raise UsageError(f"--strength must be in [0, 1] (1 = full style), not {args.strength}.")
-    if args.size is not None and args.size < 16:
-        raise UsageError(f"--size is the output's long side (16 px or more), not {args.size}.")
-    parse_tile(args.tile)
-
-
 def run(args: argparse.Namespace) -> int:
-    check_options(args)
+    tile = parse_tile(args.tile)  # a bad --tile fails before the model is loaded
     model = resolve_model(args.model)
     progress, close = _progress_bar()
     start = time.perf_counter()
@@ -114,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
             strength=args.strength,
             preserve_colors=args.preserve_colors,
             device=args.device,
-            tile=parse_tile(args.tile),
+            tile=tile,
             precision=args.precision,
             progress=progress,
         )

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from nst import color
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.johnson.fast import NormControl, fast_forward
@@ -54,7 +54,7 @@ def _resolve_model(model: TransformerNet | str | os.PathLike) -> TransformerNet:
 def _content_tensor(image: ImageSource | torch.Tensor, size: int | None) -> torch.Tensor:
     """Any accepted image form -> (1, 3, H, W) float32 in [0, 1] on the CPU."""
     if size is not None and (not isinstance(size, int) or size < 16):
-        raise NSTError(f"size is the output's long side in pixels (16 or more), not {size!r}.")
+        raise UsageError(f"size is the output's long side in pixels (16 or more), not {size!r}.")
     if not isinstance(image, torch.Tensor):
         return to_tensor(load_image(image, long_side=size))
     x = image.detach()
@@ -86,7 +86,7 @@ def _native_bf16_cpu() -> bool:
 
 def _resolve_precision(precision: str, device: torch.device) -> str:
     if precision not in PRECISIONS:
-        raise NSTError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
+        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     if precision != "auto":
         return precision
     if device.type == "cuda":
@@ -141,7 +141,7 @@ def plan(
     elif isinstance(tile, int) and not isinstance(tile, bool) and tile >= MIN_TILE:
         side = _round_to_grid(tile)
     else:
-        raise NSTError(
+        raise UsageError(
             f"tile must be 'auto', 0/None (never tile) or a side of at least {MIN_TILE} px, "
             f"not {tile!r}."
         )
@@ -237,9 +237,9 @@ def stylize(
     as tiles finish.
     """
     if isinstance(strength, bool) or not isinstance(strength, (int, float)):
-        raise NSTError(f"strength must be a number in [0, 1], not {strength!r}.")
+        raise UsageError(f"strength must be a number in [0, 1], not {strength!r}.")
     if not 0.0 <= strength <= 1.0:
-        raise NSTError(f"strength must be in [0, 1] (1 = full style, 0 = photo), not {strength}.")
+        raise UsageError(f"strength must be in [0, 1] (1 = full style, 0 = photo), not {strength}.")
     net = _resolve_model(model)
     content = _content_tensor(image, size)
     if strength == 0.0:
