@@ -175,11 +175,16 @@ def download_file(
     progress: bool = True,
     tqdm_class: type | None = None,
     offline_hint: str = OFFLINE_HINT,
+    sha256: str | None = None,
+    pin_hint: str = "update the pinned revision and sha256",
 ) -> Path:
     """``hf_hub_download`` one file into the Hub cache; NSTError on any failure.
 
     LFS files (the Hub's ETag is their sha256) are checked against it, so a body that was
-    corrupted in transit is caught even when no catalogue sha256 is known.
+    corrupted in transit is caught even when no pin is known. With ``sha256`` (a pin: the
+    catalogue's, or the VGG's) the file must also match it, so that a repo whose file was
+    replaced is refused even when the Hub serves the new file faithfully; a mismatch
+    deletes the cached copy and says what to do (``pin_hint``).
     """
     from huggingface_hub import hf_hub_download
     from huggingface_hub.utils import (
@@ -218,6 +223,16 @@ def download_file(
             f"{subject}: '{filename}' from '{repo_id}' arrived corrupted (its sha256 does not "
             "match the Hub's); the bad copy was deleted. Try again."
         )
+    if sha256 is not None:
+        actual = file_sha256(path)
+        if actual != sha256.lower():
+            evict(path)
+            raise NSTError(
+                f"{subject}: '{filename}' from '{repo_id}' (revision {revision}) has sha256 "
+                f"{actual[:12]}…, but {sha256[:12]}… is expected. The file was deleted from "
+                f"the cache. If the file was changed on purpose, {pin_hint}; otherwise "
+                "report it to the repo's owner."
+            )
     return path
 
 

@@ -8,8 +8,8 @@ in [0, 1].
 Weights, in this order:
 1. an explicit path (argument, or env ``NST_VGG_WEIGHTS``): ``.safetensors`` in
    torchvision layout (``features.N.weight``), or ``.pth`` read with ``weights_only=True``;
-2. the Hub repos ``timm/vgg19.tv_in1k`` / ``timm/vgg16.tv_in1k`` (through
-   ``huggingface_hub``, which honours ``HF_HUB_OFFLINE`` and its cache);
+2. the Hub repo ``timm/vgg16.tv_in1k`` at a pinned commit and sha256 (``timm/vgg19.tv_in1k``
+   when VGG19 is asked for), through :mod:`nst.hub`;
 3. random weights, only when asked for with ``weights="random"`` (tests).
 VGG16 or VGG19 is read from the file's keys, so the offline VGG16 serves Gatys too.
 """
@@ -33,13 +33,31 @@ from nst.kernels.winograd import Conv3x3
 #: Convolutions per block; "M" marks a 2x2 max-pool.
 _BLOCKS = {"vgg16": (2, 2, 3, 3, 3), "vgg19": (2, 2, 4, 4, 4)}
 _CHANNELS = (64, 128, 256, 512, 512)
-HUB_REPOS = {"vgg19": "timm/vgg19.tv_in1k", "vgg16": "timm/vgg16.tv_in1k"}
-_HUB_FILE = "model.safetensors"
-#: The revision downloaded. Not yet pinned to a commit: this project has been built without
-#: network access, so the commit ids of these repos could not be read. Pin them (and their
-#: sha256) once online; until then NST_VGG_REVISION pins one by hand. The download is still
-#: checked against the sha256 the Hub gives for the file (nst.hub).
-HUB_REVISIONS = {"vgg19": "main", "vgg16": "main"}
+
+
+@dataclass(frozen=True)
+class HubSource:
+    """Where the loss network is downloaded from when no local file is given."""
+
+    repo_id: str
+    filename: str
+    revision: str  # a commit id: the file cannot change under a released version
+    sha256: str | None  # the file's, checked after download (nst.hub)
+
+
+#: The pins were read from two public projects that pin the same file (this project is
+#: built offline); a wrong pin fails loudly with the file's actual sha256, and
+#: NST_VGG_REVISION / NST_VGG_SHA256 override it. VGG19 has no pin yet, so VGG16 is what a
+#: download gives unless VGG19 is asked for by name (every measurement here used VGG16).
+HUB_SOURCES = {
+    "vgg16": HubSource(
+        "timm/vgg16.tv_in1k",
+        "model.safetensors",
+        "b8d8aa2dd860af9233c8c67385a8097fd6c35d3f",
+        "57b026918159a6bf9faf8405c3a551903768e7138989d9c6224a14227203fad8",
+    ),
+    "vgg19": HubSource("timm/vgg19.tv_in1k", "model.safetensors", "main", None),
+}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 RANDOM = "random"
@@ -107,7 +125,7 @@ def _missing_weights_message(arch: str, detail: str) -> str:
         "  1. pass a local file: --vgg-weights PATH (or weights=PATH in Python), e.g. "
         "../shared/weights/vgg16_imagenet_features.safetensors;\n"
         "  2. set the environment variable NST_VGG_WEIGHTS=PATH;\n"
-        f"  3. allow a download from the Hugging Face Hub ({HUB_REPOS[arch]}): unset "
+        f"  3. allow a download from the Hugging Face Hub ({HUB_SOURCES[arch].repo_id}): unset "
         "HF_HUB_OFFLINE and check the network, or pre-fill the Hub cache (HF_HOME)."
     )
 
@@ -134,20 +152,39 @@ def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 def _download_from_hub(arch: str) -> Path:
     """The VGG file through the project's one Hub path (call-time HF settings, progress
-    bar, the Hub's sha256 checked, clear errors)."""
+    bar, the pinned revision and sha256 checked, clear errors)."""
     from nst.hub import download_file
 
-    revision = os.environ.get("NST_VGG_REVISION") or HUB_REVISIONS[arch]
+    source = hub_source(arch)
     try:
         return download_file(
             f"The {arch.upper()} loss network",
-            HUB_REPOS[arch],
-            _HUB_FILE,
-            revision,
+            source.repo_id,
+            source.filename,
+            source.revision,
             offline_hint="download it once while online, or pass a local file",
+            sha256=source.sha256,
+            pin_hint="set NST_VGG_REVISION and NST_VGG_SHA256 to the revision and sha256 you "
+            "trust (or pass a local file with --vgg-weights)",
         )
     except NSTError as exc:  # offline, not found, network: all mean "not available"
         raise NSTError(_missing_weights_message(arch, str(exc))) from exc
+
+
+def hub_source(arch: str) -> HubSource:
+    """The pinned source, or the one NST_VGG_REVISION / NST_VGG_SHA256 pin by hand.
+
+    A hand-pinned revision drops the built-in sha256 (it belongs to another revision)
+    unless NST_VGG_SHA256 gives one; the Hub's own sha256 is still checked.
+    """
+    source = HUB_SOURCES[arch]
+    revision = os.environ.get("NST_VGG_REVISION")
+    sha256 = os.environ.get("NST_VGG_SHA256")
+    if revision:
+        source = HubSource(source.repo_id, source.filename, revision, sha256 or None)
+    elif sha256:
+        source = HubSource(source.repo_id, source.filename, source.revision, sha256)
+    return source
 
 
 @functools.lru_cache(maxsize=4)
@@ -156,7 +193,7 @@ def _cached_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in state.items()}
 
 
-def resolve_weights(weights: str | os.PathLike | None, arch: str = "vgg19") -> str:
+def resolve_weights(weights: str | os.PathLike | None, arch: str = "vgg16") -> str:
     """Where the weights come from: a path, ``"random"``, or a Hub download."""
     if weights is not None:
         return os.fspath(weights)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
 import fakehub
@@ -143,10 +145,27 @@ def test_fused_conv_relu_gives_the_layer_by_layer_activations(conv: str) -> None
 # ---- the Hub path (the zoo's own, nst.hub), against the fake Hub ------------------------
 
 
-def _vgg16_file(tmp_path: Path) -> bytes:
+def _vgg16_file(tmp_path: Path, value: float = 0.0) -> bytes:
     """A small safetensors file in the Hub repo's layout (only its bytes matter here)."""
-    save_file({"features.0.weight": torch.zeros(4, 3, 3, 3)}, str(tmp_path / "v.safetensors"))
+    weight = torch.full((4, 3, 3, 3), value)
+    save_file({"features.0.weight": weight}, str(tmp_path / "v.safetensors"))
     return (tmp_path / "v.safetensors").read_bytes()
+
+
+def _pin(monkeypatch: pytest.MonkeyPatch, revision: str, sha256: str | None) -> None:
+    """Point the built-in VGG16 pin at the fake Hub's commit (the real one is not there)."""
+    import nst.vgg
+
+    source = nst.vgg.HubSource("timm/vgg16.tv_in1k", "model.safetensors", revision, sha256)
+    monkeypatch.setitem(nst.vgg.HUB_SOURCES, "vgg16", source)
+
+
+def test_vgg16_download_is_pinned_to_a_commit_and_a_sha256() -> None:
+    from nst.vgg import HUB_SOURCES
+
+    source = HUB_SOURCES["vgg16"]
+    assert re.fullmatch(r"[0-9a-f]{40}", source.revision)
+    assert source.sha256 is not None and re.fullmatch(r"[0-9a-f]{64}", source.sha256)
 
 
 def test_vgg_weights_come_through_the_hub_path_at_call_time(
@@ -157,16 +176,40 @@ def test_vgg_weights_come_through_the_hub_path_at_call_time(
     from nst.vgg import resolve_weights
 
     data = _vgg16_file(tmp_path)
-    fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", data)
+    pinned = fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", data)
+    _pin(monkeypatch, pinned, _sha256(data))
     # Only the environment names the server: HF_ENDPOINT is read at call time.
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")
-    path = Path(resolve_weights(None, "vgg16"))
+    path = Path(resolve_weights(None))  # VGG16 by default: the pinned one
     assert path.read_bytes() == data
-    assert fake_hub.count("GET", "*/resolve/*/model.safetensors") == 1
-    # NST_VGG_REVISION pins a commit by hand
-    commit = fake_hub.add_file("timm/vgg16.tv_in1k", "README.md", b"a later commit")
-    monkeypatch.setenv("NST_VGG_REVISION", commit)
+    assert fake_hub.count("GET", f"*/resolve/{pinned}/model.safetensors") == 1
+    # A later commit on main changes nothing: the download stays at the pinned commit.
+    fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", _vgg16_file(tmp_path, 2))
     assert Path(resolve_weights(None, "vgg16")).read_bytes() == data
+    # NST_VGG_REVISION pins another commit by hand (without the built-in sha256).
+    monkeypatch.setenv("NST_VGG_REVISION", "main")
+    assert Path(resolve_weights(None, "vgg16")).read_bytes() == _vgg16_file(tmp_path, 2)
+
+
+def test_a_vgg_file_that_does_not_match_its_pin_is_refused_and_deleted(
+    fake_hub: FakeHub, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nst.vgg import resolve_weights
+
+    pinned = fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", _vgg16_file(tmp_path))
+    _pin(monkeypatch, pinned, "ab" * 32)
+    with pytest.raises(NSTError) as wrong:
+        resolve_weights(None, "vgg16")
+    message = str(wrong.value)
+    assert "abababababab" in message and "NST_VGG_SHA256" in message and "deleted" in message
+    assert not [p for p in (tmp_path / "hf").rglob("*.safetensors") if p.exists()]
+    # The person who trusts the new file says so; then it downloads.
+    monkeypatch.setenv("NST_VGG_SHA256", _sha256(_vgg16_file(tmp_path)))
+    assert Path(resolve_weights(None, "vgg16")).read_bytes() == _vgg16_file(tmp_path)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def test_vgg_download_failures_say_how_to_fix_them(
@@ -177,8 +220,18 @@ def test_vgg_download_failures_say_how_to_fix_them(
     with pytest.raises(NSTError) as missing:  # no such repo on this Hub
         resolve_weights(None, "vgg16")
     assert "timm/vgg16.tv_in1k" in str(missing.value) and "NST_VGG_WEIGHTS" in str(missing.value)
-    fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", _vgg16_file(tmp_path))
+    pinned = fake_hub.add_file("timm/vgg16.tv_in1k", "model.safetensors", _vgg16_file(tmp_path))
+    _pin(monkeypatch, pinned, None)  # no pin: the Hub's own sha256 still catches it
     fake_hub.fail("corrupt", "*/resolve/*/model.safetensors", methods=("GET",))
     with pytest.raises(NSTError) as corrupted:  # bytes flipped in transit: refused, deleted
         resolve_weights(None, "vgg16")
     assert "corrupted" in str(corrupted.value)
+
+
+def test_the_space_preloads_the_pinned_vgg() -> None:
+    """The README's front matter names the same repo, file and commit as the code's pin."""
+    from nst.vgg import HUB_SOURCES
+
+    source = HUB_SOURCES["vgg16"]
+    front = (Path(__file__).resolve().parents[1] / "README.md").read_text().split("---")[1]
+    assert f"  - {source.repo_id} {source.filename} {source.revision}\n" in front

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nst.errors import NSTError
-from nst.files import file_sha256, is_pickle
+from nst.files import is_pickle
 from nst.hub import download_file, evict, hub_settings, list_repo_files
 from nst.johnson.model import CONFIG_NAME, WEIGHTS_NAME
 
@@ -37,7 +37,15 @@ def fetch_model(
     config_name = str(Path(filename).with_name(CONFIG_NAME).as_posix())
     try:
         weights = download_file(
-            subject, repo_id, filename, revision, progress=progress, tqdm_class=tqdm_class
+            subject,
+            repo_id,
+            filename,
+            revision,
+            progress=progress,
+            tqdm_class=tqdm_class,
+            sha256=sha256,
+            pin_hint="if the style was retrained on purpose, update the catalogue's revision "
+            "and sha256",
         )
     except NSTError as exc:
         cause = exc.__cause__
@@ -46,16 +54,6 @@ def fetch_model(
             if pickles:
                 raise NSTError(_pickle_message(subject, repo_id, pickles)) from exc
         raise
-    if sha256 is not None:
-        actual = file_sha256(weights)
-        if actual != sha256:
-            evict(weights)
-            raise NSTError(
-                f"{subject}: '{filename}' from '{repo_id}' (revision {revision}) has sha256 "
-                f"{actual[:12]}…, but the catalogue expects {sha256[:12]}…. The file was "
-                "deleted from the cache. If the style was retrained on purpose, update the "
-                "catalogue's revision and sha256; otherwise report it to the repo's owner."
-            )
     try:
         download_file(subject, repo_id, config_name, revision, progress=False)
     except NSTError as exc:
