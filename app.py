@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+import numpy as np
 import torch
 from gradio.utils import get_upload_folder
 from PIL import Image
@@ -65,6 +66,10 @@ class AppConfig:
     max_gatys_size: int = 768
     max_iterations: int = 1000
     johnson_concurrency: int = 2  # Johnson runs at once: one decodes/encodes, one computes
+    live_size: int = 320  # default long side (px) of the live webcam frames
+    max_live_size: int = 640
+    live_concurrency: int = 1  # webcam streams at once: each wants the whole CPU
+    live_seconds: int = 120  # one stream's time before it must be restarted (fair turns)
     gatys_concurrency: int = 1  # Gatys runs at once: one on a CPU, it owns the machine
     queue_size: int = 64  # requests waiting at most; more get "queue full" at once
     max_file_size: str = "20mb"  # uploads larger than this are refused by the server
@@ -101,6 +106,7 @@ def default_config(catalogue: Path | None = None) -> AppConfig:
             max_gatys_size=1024,
             johnson_concurrency=4,
             gatys_concurrency=1,
+            live_concurrency=2,
         )
     else:
         config = AppConfig()
@@ -218,11 +224,11 @@ class StyleTransferDemo:
             raise gr.Error(f"There is no style '{style}'. Available styles: {known}.")
         return entry
 
-    def _check_model(self, entry: Any) -> None:
+    def _check_model(self, entry: Any) -> Any:
         """Load (and cache) the style's network on the CPU side, so a broken or missing
         model is a message on the page before any GPU is asked for."""
         try:
-            zoo.load(entry.id, catalogue=self.config.catalogue, progress=False)
+            return zoo.load(entry.id, catalogue=self.config.catalogue, progress=False)
         except NSTError as exc:
             raise gr.Error(
                 f"The trained model for '{entry.title}' could not be loaded. {exc}"
@@ -273,6 +279,34 @@ class StyleTransferDemo:
         took = time.perf_counter() - start
         path = RESULTS.write(result, f"johnson_{entry.id}.png")
         return path, f"**Johnson — {_seconds(took)}** · {entry.title}"
+
+    def live(
+        self, frame: Any, style: Any, size: Any, meter: FrameMeter | None
+    ) -> tuple[Any, str, FrameMeter]:
+        """Stylise one webcam frame with the style's trained network (the live stream).
+
+        Args:
+            frame: the webcam frame (an RGB array, as the stream sends it).
+            style: a style id of the zoo, e.g. "starry_night".
+            size: the frame's long side in pixels before stylising.
+            meter: the stream's frame-rate meter (kept by the page, per visitor).
+
+        Returns:
+            The stylised frame, a status line with the frames per second, and the meter.
+        """
+        meter = meter if isinstance(meter, FrameMeter) else FrameMeter()
+        if frame is None:
+            return None, meter.status(), meter
+        long_side = int(_number(size, "Live size", 64, self.config.max_live_size))
+        model = self._check_model(self._style_entry(style))
+        start = time.perf_counter()
+        small = _frame_image(frame, long_side)
+        try:
+            result = stylize(model, small, size=None, device=_live_device(self.config))
+        except NSTError as exc:
+            raise gr.Error(str(exc)) from exc
+        meter.tick(time.perf_counter() - start)
+        return np.asarray(result), meter.status(), meter
 
     def johnson_example(self, photo: Any, style: Any) -> tuple[Any, str]:
         """An example row (photo, style) at the page's default Johnson settings."""
@@ -366,6 +400,50 @@ class StyleTransferDemo:
             # Missing VGG weights and the like: say so in the column, and to API callers.
             yield None, f"**Gatys could not run.** {exc}"
             raise gr.Error(str(exc), duration=None) from exc
+
+
+@dataclass
+class FrameMeter:
+    """Frames per second of one webcam stream, over its last ``window`` frames."""
+
+    window: int = 30
+    arrivals: list[float] = field(default_factory=list)
+    compute: list[float] = field(default_factory=list)
+
+    def tick(self, seconds: float) -> None:
+        self.arrivals = [*self.arrivals[-(self.window - 1) :], time.monotonic()]
+        self.compute = [*self.compute[-(self.window - 1) :], seconds]
+
+    def fps(self) -> float | None:
+        if len(self.arrivals) < 2 or self.arrivals[-1] <= self.arrivals[0]:
+            return None
+        return (len(self.arrivals) - 1) / (self.arrivals[-1] - self.arrivals[0])
+
+    def status(self) -> str:
+        rate = self.fps()
+        if rate is None:
+            return "Live — waiting for frames"
+        ms = 1000 * sum(self.compute) / len(self.compute)
+        return f"**Live — {rate:.1f} frames/s** · {ms:.0f} ms per frame to stylise"
+
+
+def _frame_image(frame: Any, long_side: int) -> Image.Image:
+    """A webcam frame (H, W, 3) uint8 as a PIL image with ``long_side``, never upscaled.
+
+    Bilinear: for a live stream its ~1 ms beats Lanczos' quality at these sizes.
+    """
+    image = Image.fromarray(np.asarray(frame, dtype=np.uint8)).convert("RGB")
+    scale = long_side / max(image.size)
+    if scale < 1:
+        size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return image
+
+
+def _live_device(config: AppConfig) -> str:
+    """Live frames run on the CPU on ZeroGPU: a GPU lease per frame would cost more than
+    the frame. A dedicated GPU Space runs them on its GPU."""
+    return "cpu" if spaces.config.Config.zero_gpu else config.device
 
 
 class ResultFiles:
@@ -500,6 +578,7 @@ def create_app(config: AppConfig | None = None, *, catalogue: Path | None = None
         _inputs(page, handlers)
         _options(page, config)
         _results(page)
+        _live(page, config)
         if config.examples:
             gr.Examples(
                 examples=[list(row) for row in config.examples],
@@ -541,6 +620,11 @@ class _Page:
     gatys_out: Any
     gatys_status: Any
     gatys_slider: Any
+    live_in: Any
+    live_out: Any
+    live_size: Any
+    live_status: Any
+    live_meter: Any
 
 
 def _inputs(page: _Page, handlers: StyleTransferDemo) -> None:
@@ -634,6 +718,27 @@ def _results(page: _Page) -> None:
             page.gatys_slider = gr.ImageSlider(label="Photo | Gatys", type="filepath")
 
 
+def _live(page: _Page, config: AppConfig) -> None:
+    """The webcam, stylised as it streams, with the style chosen above."""
+    with gr.Accordion("Live webcam (Johnson)", open=False):
+        with gr.Row():
+            page.live_in = gr.Image(
+                label="Webcam", sources=["webcam"], streaming=True, type="numpy",
+                height=300, elem_id="live-in",
+            )  # fmt: skip
+            page.live_out = gr.Image(
+                label="Stylised", format="jpeg", height=300, interactive=False,
+                elem_id="live-out",
+            )  # fmt: skip
+        with gr.Row():
+            page.live_size = gr.Slider(
+                64, config.max_live_size, value=config.live_size, step=16,
+                label="Live frame size (long side, px)",
+            )  # fmt: skip
+            page.live_status = gr.Markdown(elem_id="live-status")
+        page.live_meter = gr.State(None)
+
+
 def _wire(page: _Page, config: AppConfig, handlers: StyleTransferDemo) -> None:
     """The events: the gallery picks a style; Stylise runs both methods; Stop cancels Gatys."""
     style_ids = [s.id for s in handlers.styles]
@@ -658,6 +763,19 @@ def _wire(page: _Page, config: AppConfig, handlers: StyleTransferDemo) -> None:
         show_progress="full", show_progress_on=[page.gatys_out],
     )  # fmt: skip
     page.stop.click(None, None, None, cancels=[gatys_event])
+    page.live_in.stream(
+        handlers.live,
+        inputs=[page.live_in, page.style, page.live_size, page.live_meter],
+        outputs=[page.live_out, page.live_status, page.live_meter],
+        api_name="live",
+        # Its own slot: webcam viewers never hold up the photo endpoints, nor each other
+        # beyond live_concurrency.
+        concurrency_id="live",
+        concurrency_limit=config.live_concurrency,
+        stream_every=0.04,  # the browser sends the next frame once the last one is back
+        time_limit=config.live_seconds,
+        show_progress="hidden",
+    )
 
 
 def _method_event(

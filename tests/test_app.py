@@ -9,6 +9,7 @@ real VGG16 from ../shared at a tiny size (skipped when ../shared is absent).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import time
 from pathlib import Path
@@ -21,9 +22,12 @@ from PIL import Image
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("GRADIO_SSR_MODE", "False")
 
+import gradio as gr  # noqa: E402
+
 import app as app_module  # noqa: E402
+import zoo  # noqa: E402
 from app import AppConfig, StyleTransferDemo, create_app, launch  # noqa: E402
-from nst.johnson import TransformerConfig, TransformerNet, save_transformer  # noqa: E402
+from nst.johnson import TransformerConfig, TransformerNet, save_transformer, stylize  # noqa: E402
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -54,8 +58,6 @@ def _synthetic_photo(path: Path, size: tuple[int, int] = (320, 240)) -> Path:
 
 def build_catalogue(folder: Path, painting: Path) -> Path:
     """A catalogue with one bundled random style (small, so every call is fast)."""
-    import zoo
-
     torch.manual_seed(0)
     model = TransformerNet(TransformerConfig(width=8, residual_blocks=1)).eval()
     save_transformer(model, folder / "models" / STYLE_ID)
@@ -172,9 +174,6 @@ def _pixels(path: str | Path) -> np.ndarray:
 
 
 def _expected_johnson(files: dict[str, Path], size: int, **kwargs: object) -> np.ndarray:
-    import zoo
-    from nst.johnson import stylize
-
     model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
     return np.asarray(stylize(model, files["photo"], size=size, **kwargs), dtype=np.int16)
 
@@ -481,3 +480,30 @@ def test_the_bundled_examples_are_the_default_rows() -> None:
     assert len(rows) >= 4
     assert all(Path(photo).parent == app_module.ROOT / "examples" for photo, _ in rows)
     assert len({style for _, style in rows}) >= 4  # each with another style
+
+
+def test_live_frames_are_stylised_and_the_rate_is_shown(files) -> None:
+    """Webcam frames: resized to the live size, stylised by the style's net, the rate shown."""
+    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
+    frame = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
+    meter = None
+    for _ in range(3):
+        out, status, meter = handlers.live(frame, STYLE_ID, 160, meter)
+    assert out.shape == (120, 160, 3) and out.dtype == np.uint8
+    model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
+    small = Image.fromarray(frame).resize((160, 120), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    expected = np.asarray(stylize(model, small, size=None))
+    assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+    assert re.search(r"Live — [\d.]+ frames/s\*\* · \d+ ms per frame", status)
+    assert handlers.live(None, STYLE_ID, 160, meter)[0] is None  # the stream's last call
+    with pytest.raises(gr.Error, match="There is no style"):
+        handlers.live(frame, "nope", 160, None)
+
+
+def test_the_live_stream_has_its_own_slot(files) -> None:
+    demo = create_app(tiny_config(files["catalogue"], None, live_concurrency=1))
+    live = next(fn for fn in demo.fns.values() if fn.api_name == "live")
+    assert live.connection == "stream" and live.concurrency_id == "live"
+    assert live.concurrency_limit == 1 and live.time_limit == 120
+    others = {fn.concurrency_id for fn in demo.fns.values() if fn.api_name in ("johnson", "gatys")}
+    assert "live" not in others

@@ -1,7 +1,8 @@
 """The page in a real browser: headless Chromium (Debian's package) driven by Playwright.
 
 A person's path: upload a photo, click a painting in the gallery, press Stylise, and see
-both result images appear. A screenshot of the page is saved in the test's temp folder;
+both result images appear; then open the live webcam (Chromium's fake camera) and see
+stylised frames arrive. A screenshot of the page is saved in the test's temp folder;
 with ``NST_SAVE_SCREENSHOT=1`` it also goes to docs/screenshots/app.png for the README.
 """
 
@@ -35,6 +36,9 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # A synthetic camera (a moving test pattern), granted without a prompt: the live test.
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
 ]
 
 pytestmark = pytest.mark.skipif(
@@ -111,5 +115,35 @@ def test_upload_pick_style_run_and_see_both_results(page_url) -> None:
             if os.environ.get("NST_SAVE_SCREENSHOT") == "1":
                 SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(shot, SCREENSHOT)
+        finally:
+            browser.close()
+
+
+def test_live_webcam_frames_arrive_stylised(page_url) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    url, _, tmp = page_url
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch_persistent_context(
+            str(tmp / "chromium-profile-live"),
+            executable_path=str(CHROMIUM),
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 1400},
+            permissions=["camera"],
+        )
+        try:
+            page = browser.new_page()
+            page.goto(url, wait_until="domcontentloaded")
+            page.get_by_text("Live webcam (Johnson)").click()
+            live = page.locator("#live-in")
+            live.get_by_text("Click to Access Webcam").click()
+            live.locator("button", has_text="Record").click()  # starts the stream
+            out = page.locator("#live-out img")
+            expect(out).to_be_visible(timeout=60_000)
+            # A rate needs two frames back; then a third one replaces the picture.
+            expect(page.locator("#live-status")).to_contain_text("frames/s", timeout=60_000)
+            first = out.get_attribute("src")
+            expect(out).not_to_have_attribute("src", first or "", timeout=60_000)
+            assert out.evaluate("img => img.complete && img.naturalWidth > 0")
         finally:
             browser.close()
