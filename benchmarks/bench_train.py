@@ -33,7 +33,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from nst.hardware import summary  # noqa: E402
+from nst.hardware import matmul_gflops, summary  # noqa: E402
 from nst.johnson import TransformerConfig, TransformerNet  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, gram_matrix  # noqa: E402
 from nst.vgg import load_loss_network  # noqa: E402
@@ -205,6 +205,54 @@ def trainer_step(name: str, args: argparse.Namespace, device: torch.device) -> C
     return step
 
 
+def step_gflop(step: Callable[[], None]) -> float:
+    """One step's floating-point work as direct convolution would do it (GFLOP).
+
+    Counted by torch's FlopCounterMode from the convolutions', matmuls' and their
+    backward's shapes. The Winograd layers are counted by their own (smaller) batched
+    GEMMs, so the trainer's count is measured with ``NST_CONV=direct`` by the caller.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops() / 1e9
+
+
+def roofline(args: argparse.Namespace, device: torch.device, best: dict[str, float]) -> None:
+    """What the machine's matmul peak allows: images/s if every FLOP ran at that rate.
+
+    A goal above this bound needs fewer FLOPs (Winograd) across most of the step, not a
+    faster schedule of the same work.
+    """
+    import os
+
+    previous = os.environ.get("NST_CONV")
+    os.environ["NST_CONV"] = "direct"
+    try:
+        work = {"baseline": step_gflop(baseline_step(args, device))}
+        work["trainer"] = step_gflop(trainer_step("trainer", args, device))
+    finally:
+        if previous is None:
+            os.environ.pop("NST_CONV", None)
+        else:
+            os.environ["NST_CONV"] = previous
+    peak = matmul_gflops()
+    print(f"\nroofline: fp32 matmul {peak:.0f} GFLOP/s on this machine now")
+    for name, gflop in work.items():
+        bound = args.batch_size * peak / gflop
+        line = f"{name:>14}: {gflop:.0f} GFLOP per step, at most {bound:.2f} images/s at that rate"
+        if name in best:
+            line += f" (measured best {best[name]:.2f}, {best[name] / bound:.0%} of it)"
+        print(line)
+    if "baseline" in best:
+        need = 2.5 * best["baseline"] * work["trainer"] / args.batch_size
+        print(
+            f"{'':>14}  2.5x the baseline's best is {2.5 * best['baseline']:.2f} images/s: "
+            f"{need:.0f} GFLOP/s of direct-convolution work, {need / peak:.2f}x the matmul rate"
+        )
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -275,6 +323,8 @@ def main() -> int:
                     f"{name:>14}: {statistics.median(per_round):.2f}x the baseline's images/s "
                     f"(per round: {', '.join(f'{v:.2f}' for v in per_round)})"
                 )
+    if device.type == "cpu" and {"trainer", "baseline"} <= set(names):
+        roofline(args, device, {name: max(rates[name]) for name in names})
     return 0
 
 

@@ -1,13 +1,17 @@
 """Reproduce the seed's Johnson experiments: content layer, and batch size.
 
-    python docs/johnson_experiments.py [--steps 150] [--size 128] [--width 16] [--jobs 2]
-                                       [--only content|batch] [--init-from FOLDER|none]
+    python docs/johnson_experiments.py [--steps 1000] [--jobs 2] [--only content|batch]
+                                       [--init-from FOLDER|none]
 
 Trains one style (The Starry Night by default) with the real VGG16 and ../shared/data/train,
-the same number of steps each:
+with the zoo's final CPU recipe (scripts/train_default_styles.sh: 128 px crops, width 16,
+style image 512 px, style weight 10, Adam 1e-3 falling linearly to 1e-4), from random
+weights, the same number of steps each:
 
-- content layer relu1_2 vs relu2_2 vs relu3_3 vs relu4_3 (batch 4);
-- batch size 1 vs 4 vs 8 (content relu2_2; the batch-4 run is shared with the first set).
+- content layer relu1_2 vs relu2_2 vs relu3_3 vs relu4_3 (batch 4, seed 0);
+- batch size 1 vs 4 vs 8 (content relu2_2), each with seeds 0 and 1, so that the spread
+  between two seeds shows how much of a difference is noise. The batch-4 seed-0 run is
+  shared with the first set.
 
 Runs go to runs/experiments/<name>/ (ignored by git). A finished run is not trained again,
 an interrupted one is resumed, so the script can be re-run to redo only the figures. Then
@@ -56,13 +60,17 @@ class Variant:
     label: str  # row label in the grid and the table
     content_layer: str
     batch: int
+    seed: int = 0
 
 
 CONTENT_SET = [Variant(f"content_{c}", f"content {c}", c, 4) for c in STYLE_LAYERS]
 BATCH_SET = [
-    Variant("batch_1", "batch 1", "relu2_2", 1),
-    Variant("content_relu2_2", "batch 4", "relu2_2", 4),  # the same run as content relu2_2
-    Variant("batch_8", "batch 8", "relu2_2", 8),
+    Variant("batch_1", "batch 1, seed 0", "relu2_2", 1),
+    Variant("batch_1_seed1", "batch 1, seed 1", "relu2_2", 1, seed=1),
+    Variant("content_relu2_2", "batch 4, seed 0", "relu2_2", 4),  # = content relu2_2
+    Variant("batch_4_seed1", "batch 4, seed 1", "relu2_2", 4, seed=1),
+    Variant("batch_8", "batch 8, seed 0", "relu2_2", 8),
+    Variant("batch_8_seed1", "batch 8, seed 1", "relu2_2", 8, seed=1),
 ]
 
 
@@ -95,7 +103,8 @@ def train(variant: Variant, args: argparse.Namespace) -> None:
         "--image-size", str(args.size), "--batch-size", str(variant.batch),
         "--style-size", str(args.style_size), "--width", str(args.width),
         "--style-weight", str(args.style_weight), "--content-layers", variant.content_layer,
-        "--checkpoint-every", str(args.steps // 2),
+        "--lr", str(args.lr), "--lr-final", str(args.lr_final), "--seed", str(variant.seed),
+        "--checkpoint-every", str(max(1, args.steps // 4)), "--val-count", "0",
         "--preview-every", str(args.steps), "--progress", "no", "--export", "no",
     ]  # fmt: skip
     if args.init_from and str(args.init_from) != "none":
@@ -137,16 +146,38 @@ def evaluate(
     return outputs, content, style
 
 
+def seed_spread(variants: list[Variant], results: dict) -> list[str]:
+    """Per batch size: the two seeds' mean and their difference, so noise shows."""
+    lines = [
+        "Two seeds per batch size: mean, and the difference between the seeds.",
+        "",
+        "| batch | content (mean) | content (seed diff) | style (mean) | style (seed diff) |",
+        "|---|---|---|---|---|",
+    ]
+    for batch in sorted({v.batch for v in variants}):
+        runs = [results[v.name] for v in variants if v.batch == batch and v.name in results]
+        if len(runs) < 2:
+            continue
+        contents, styles = [r[1] for r in runs], [r[2] for r in runs]
+        lines.append(
+            f"| {batch} | {sum(contents) / len(runs):.3f} | {max(contents) - min(contents):.3f} "
+            f"| {sum(styles) / len(runs):.3f} | {max(styles) - min(styles):.3f} |"
+        )
+    return lines
+
+
 def grid(rows: list[tuple[str, list[Image.Image]]], path: Path) -> None:
     labelled_grid(rows, path, cell=192, label_width=120, quality=90)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--size", type=int, default=128, help="training crop side")
-    parser.add_argument("--style-size", type=int, default=256)
-    parser.add_argument("--style-weight", type=float, default=3.0)
+    parser.add_argument("--style-size", type=int, default=512)
+    parser.add_argument("--style-weight", type=float, default=10.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--lr-final", type=float, default=1e-4, help="linear decay to this")
     parser.add_argument("--width", type=int, default=16, help="transformer width")
     parser.add_argument("--style", type=Path, default=SHARED / "data/styles/starry_night.jpg")
     parser.add_argument(
@@ -155,12 +186,11 @@ def main() -> None:
     parser.add_argument(
         "--init-from",
         type=Path,
-        default=ROOT / "runs/reconstruction/export",
-        help="warm start every variant from this net, as scripts/train_default_styles.sh "
-        "does (made by that script); 'none' = random weights",
+        default="none",
+        help="warm start every variant from this exported net; 'none' = random weights",
     )
     parser.add_argument("--only", choices=["content", "batch"])
-    parser.add_argument("--photo-size", type=int, default=256)
+    parser.add_argument("--photo-size", type=int, default=512, help="judged at this long side")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     args = parser.parse_args()
     if not args.weights.is_file():
@@ -171,6 +201,7 @@ def main() -> None:
     sets = {"content": CONTENT_SET, "batch": BATCH_SET}
     chosen = {k: v for k, v in sets.items() if args.only in (None, k)}
     variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
+    variants.sort(key=lambda v: -v.batch)  # longest first: the two workers end together
     # Each run in its own process; --jobs 2 keeps two single-threaded runs going at once,
     # which on a 2-core CPU beats one two-threaded run (no OpenMP spin-waits).
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
@@ -199,6 +230,7 @@ def main() -> None:
             table.append(f"| {key} | {v.label} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
             csv_rows.append([key, v.label, f"{content:.4f}", f"{style:.4f}", f"{seconds:.1f}"])
         grid(rows, OUT / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
+    seeds = seed_spread(BATCH_SET, results) if "batch" in chosen else []
     setup = (
         f"{args.steps} steps, {args.size} px crops, width {args.width}, style "
         f"{args.style.name} at {args.style_size} px"
@@ -207,13 +239,15 @@ def main() -> None:
         + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; "
         f"{summary(device)}"
     )
-    (OUT / "results.md").write_text(setup + "\n\n" + "\n".join(table) + "\n")
+    (OUT / "results.md").write_text(
+        setup + "\n\n" + "\n".join(table) + "\n" + ("\n" + "\n".join(seeds) + "\n" if seeds else "")
+    )
     with (OUT / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["experiment", "variant", "content_loss", "style_loss", "seconds"])
         writer.writerows(csv_rows)
     print(setup)
-    print("\n".join(table))
+    print("\n".join(table + [""] + seeds))
 
 
 if __name__ == "__main__":

@@ -71,3 +71,21 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     if dev.type not in ("cpu", "cuda"):
         raise NSTError(f"Device '{device}' is not supported. Use 'auto', 'cpu' or 'cuda'.")
     return dev
+
+
+def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
+    """This machine's large-matmul rate right now, GFLOP/s (best of ``repeats``).
+
+    The benchmarks print it as the machine's practical peak: on a shared VM it drifts by
+    tens of percent, and every timing with it.
+    """
+    import time
+
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b  # warm-up
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best / 1e9
