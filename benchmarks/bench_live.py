@@ -179,8 +179,8 @@ def main() -> None:
         for number in range(1, args.rounds + 1):
             results: list[StreamResult] = [StreamResult() for _ in range(args.viewers)]
 
-            def play(slot: int) -> None:
-                results[slot] = drive_stream(base, frames, args.style, args.size, args.seconds)
+            def play(slot: int, into: list[StreamResult] = results) -> None:
+                into[slot] = drive_stream(base, frames, args.style, args.size, args.seconds)
 
             threads = [threading.Thread(target=play, args=(i,)) for i in range(args.viewers)]
             for thread in threads:

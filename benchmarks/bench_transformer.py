@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_transformer.py            # speed at 512 and 1024
     .venv/bin/python benchmarks/bench_transformer.py --memory   # + 3840x2160 peak RSS, tiling
     .venv/bin/python benchmarks/bench_transformer.py --no-speed --tiling  # tiled vs untiled
+    .venv/bin/python benchmarks/bench_transformer.py --no-speed --engines --threads 2
 
 Speed: seconds (best of --repeats), achieved GFLOP/s (the net's multiply-adds x 2 over the
 time) and the fraction of this machine's measured large-matmul peak, for the reference
@@ -12,6 +13,11 @@ Memory: peak resident set of a fresh process that stylises a 3840x2160 photo wit
 tile="auto". Tiling: PSNR and largest difference of tiled against untiled output (they
 should agree to float rounding: the statistics are exact), and the time each takes, at a
 size where the untiled pass fits, for a random width-32 net and the first zoo model found.
+Engines: our PyTorch path, OpenVINO and onnxruntime on the same exported ONNX graph of a
+random net of each --widths, at each --sizes, run in turn within each of --rounds rounds
+(the order rotating, so drift in a busy machine's load reaches all alike): min and
+median seconds, each one's ratio to OpenVINO and to onnxruntime, and its PSNR against
+the PyTorch output. The numbers behind ``engines.AUTO_ORDER``.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -30,7 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nst.hardware import summary  # noqa: E402
-from nst.johnson import TransformerNet, load_transformer, stylize, stylize_tensor  # noqa: E402  # noqa: E402
+from nst.johnson import (  # noqa: E402
+    TransformerConfig,
+    TransformerNet,
+    load_transformer,
+    stylize,
+    stylize_tensor,
+)
 from nst.johnson.stylize import _prepare, _run_net  # noqa: E402
 
 PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
@@ -177,6 +190,84 @@ def tiling(repeats: int) -> None:
             )
 
 
+def _engine_runners(net: TransformerNet) -> tuple[dict, dict[str, str]]:
+    """{name: run(x) -> y} for torch and each installed engine; {name: why skipped}."""
+    from nst.johnson import engines, onnx_export
+    from nst.johnson.stylize import plan, prepare_runner
+
+    torch_run = prepare_runner(
+        net, plan(net, 64, 64, device="cpu", precision="fp32", engine="torch")
+    )
+    runners = {"torch": lambda x: torch_run(x, None)}
+    skipped = {}
+    wanted = [name for name in ("openvino", "onnxruntime") if engines.missing(name) is None]
+    for name in ("openvino", "onnxruntime"):
+        if name not in wanted:
+            skipped[name] = engines.missing(name) or ""
+    if wanted:
+        start = time.perf_counter()
+        data = onnx_export.export_bytes(net)
+        print(f"  ONNX export: {time.perf_counter() - start:.1f} s, {len(data) / 2**20:.1f} MiB")
+        for name in wanted:
+            start = time.perf_counter()
+            engine = engines._CLASSES[name](data)
+            print(f"  {name} compile: {time.perf_counter() - start:.2f} s")
+            runners[name] = engine.run
+    return runners, skipped
+
+
+def _engine_versions() -> str:
+    found = []
+    for module in ("openvino", "onnxruntime"):
+        try:
+            found.append(f"{module} {__import__(module).__version__}")
+        except ImportError:
+            found.append(f"{module} not installed")
+    return ", ".join(found)
+
+
+def engines_side_by_side(sizes: list[int], widths: list[int], rounds: int) -> None:
+    """Torch, OpenVINO and onnxruntime on one exported net, alternating over rounds."""
+    print(f"engines: {_engine_versions()}; {rounds} rounds, {torch.get_num_threads()} threads")
+    for width in widths:
+        torch.manual_seed(0)
+        net = TransformerNet(TransformerConfig(width=width)).eval()
+        print(f"width {width}:")
+        runners, skipped = _engine_runners(net)
+        for name, why in skipped.items():
+            print(f"  {name}: skipped ({why})")
+        names = list(runners)
+        for size in sizes:
+            x = torch.rand(1, 3, size, size)
+            reference = runners["torch"](x)
+            quality = {name: psnr(run(x), reference) for name, run in runners.items()}  # + warm-up
+            times: dict[str, list[float]] = {name: [] for name in names}
+            for r in range(rounds):
+                for name in names[r % len(names) :] + names[: r % len(names)]:
+                    start = time.perf_counter()
+                    runners[name](x)
+                    times[name].append(time.perf_counter() - start)
+            _print_engine_rows(size, times, quality)
+
+
+def _print_engine_rows(size: int, times: dict[str, list[float]], quality: dict) -> None:
+    print(
+        f"  {size:>5} px {'engine':<12} {'min s':>7} {'median s':>9} "
+        f"{'/openvino':>10} {'/onnxruntime':>13} {'PSNR dB':>8}"
+    )
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    for name, t in times.items():
+
+        def ratio(other: str, name: str = name) -> str:
+            return f"{medians[name] / medians[other]:.2f}x" if other in medians else "-"
+
+        print(
+            f"  {'':>8} {name:<12} {min(t):7.3f} {medians[name]:9.3f} "
+            f"{ratio('openvino'):>10} {ratio('onnxruntime'):>13} {quality[name]:8.1f}",
+            flush=True,
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[512, 1024])
@@ -185,6 +276,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--memory", action="store_true", help="also the 4K memory check")
     parser.add_argument("--tiling", action="store_true", help="also tiled vs untiled")
+    parser.add_argument("--engines", action="store_true", help="torch vs OpenVINO vs onnxruntime")
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 16], help="for --engines")
+    parser.add_argument("--rounds", type=int, default=5, help="for --engines")
     parser.add_argument("--no-speed", action="store_true")
     parser.add_argument("--child-4k", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -200,6 +294,8 @@ def main() -> None:
         memory()
     if args.tiling or args.memory:
         tiling(args.repeats)
+    if args.engines:
+        engines_side_by_side(args.sizes, args.widths, args.rounds)
 
 
 if __name__ == "__main__":

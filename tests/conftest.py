@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 # huggingface_hub reads HF_HUB_OFFLINE once, at import: set it before anything imports it,
@@ -10,6 +13,13 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+# Johnson inference on PyTorch unless a test asks for an engine (tests/test_engines.py):
+# the tests written for the PyTorch path keep testing it, and none pays for an ONNX export
+# of its own net. Exported graphs go to a folder of this run, never the user's cache.
+os.environ.setdefault("NST_ENGINE", "torch")
+if "NST_CACHE_DIR" not in os.environ:
+    os.environ["NST_CACHE_DIR"] = tempfile.mkdtemp(prefix="nst-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["NST_CACHE_DIR"], ignore_errors=True)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -1,4 +1,5 @@
-"""``python -m zoo list | info NAME | download NAME... | download --all | verify``.
+"""``python -m zoo list | info NAME | download NAME... | download --all | verify |
+export-onnx NAME -o FILE``.
 
 Errors meant for a person (:class:`NSTError`) print as one message and exit 1 (2 for a
 wrong command line);
@@ -89,6 +90,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from nst.johnson.onnx_export import INPUT_NAME, OUTPUT_NAME, export_onnx
+
+    if not args.output.lower().endswith(".onnx"):
+        raise UsageError(f"-o must name an .onnx file, not '{args.output}'.")
+    model = zoo.load(args.name, catalogue=args.catalogue, progress=not args.quiet)
+    path = export_onnx(model, args.output)
+    print(
+        f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB): input '{INPUT_NAME}' and "
+        f"output '{OUTPUT_NAME}', float32 RGB in [0, 1], (batch, 3, height, width), any size"
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m zoo", description="Style models: catalogue, download, verify."
@@ -109,6 +124,13 @@ def build_parser() -> argparse.ArgumentParser:
     download.set_defaults(run=cmd_download)
     verify = sub.add_parser("verify", help="check styles on disk against their sha256")
     verify.set_defaults(run=cmd_verify)
+    export = sub.add_parser(
+        "export-onnx", help="write a style as an ONNX model (onnxruntime, OpenVINO, ...)"
+    )
+    export.add_argument("name", metavar="NAME", help="style id, Hub repo id or model folder")
+    export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
+    export.add_argument("--quiet", action="store_true", help="no download progress bar")
+    export.set_defaults(run=cmd_export_onnx)
     return parser
 
 

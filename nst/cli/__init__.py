@@ -22,7 +22,7 @@ COMMANDS = {
 #: Commands of the packages built on nst, run by their own ``main(argv)`` (imported only
 #: when called, so nst itself depends on none of them).
 DELEGATED = {
-    "zoo": ("zoo.__main__", "the style zoo: list, info, download, verify"),
+    "zoo": ("zoo.__main__", "the style zoo: list, info, download, verify, export-onnx"),
     "train": ("train.__main__", "train a new Johnson style (python -m train)"),
     "app": ("app", "start the web app (Gradio)"),
 }

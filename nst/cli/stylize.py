@@ -1,7 +1,10 @@
-"""Stylise a photo with a trained Johnson et al. 2016 transformer net (fast, any size).
+"""Stylise a photo or a video with a trained Johnson et al. 2016 transformer net (fast,
+any size).
 
 --model takes a model folder (model.safetensors + config.json), a .safetensors file, or a
-style name / Hub repo id from the zoo (``python -m zoo list``).
+style name / Hub repo id from the zoo (``python -m zoo list``). A video (.mp4, .mov, .mkv,
+.webm, .avi, ...) is stylised frame by frame into -o (.mp4, .m4v, .mov, .mkv or .avi),
+keeping its frame rate and audio (needs PyAV: pip install 'nst[video]').
 """
 
 from __future__ import annotations
@@ -14,14 +17,16 @@ from pathlib import Path
 from nst.errors import NSTError, UsageError
 from nst.images import save_image
 from nst.johnson import TransformerNet, load_transformer, stylize
+from nst.johnson.engines import ENGINES
 from nst.johnson.stylize import PRECISIONS
 from nst.johnson.tiling import Progress
+from nst.video import is_video
 
-HELP = "stylise a photo with a trained transformer net (Johnson et al. 2016)"
+HELP = "stylise a photo or video with a trained transformer net (Johnson et al. 2016)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("content", help="the photo (JPEG, PNG, WebP, ...)")
+    parser.add_argument("content", help="the photo (JPEG, PNG, WebP, ...) or video (MP4, ...)")
     parser.add_argument(
         "--model", required=True, help="model folder, .safetensors file, or zoo style name"
     )
@@ -37,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--precision", default="auto", choices=PRECISIONS, help="arithmetic precision"
+    )
+    parser.add_argument(
+        "--engine",
+        default=None,
+        choices=ENGINES,
+        help="inference engine; 'auto' (default, or NST_ENGINE): OpenVINO or onnxruntime "
+        "when installed, on the CPU in fp32, else PyTorch",
     )
 
 
@@ -92,9 +104,60 @@ def _progress_bar() -> tuple[Progress, Callable[[], None]]:
     return update, close
 
 
+def _frame_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A tqdm bar over the video's frames (total 0: the container does not say), shown
+    from the first frame on, so a file refused at once prints only its error."""
+    from tqdm import tqdm
+
+    state: dict[str, tqdm] = {}
+
+    def update(done: int, total: int) -> None:
+        if "bar" not in state:
+            state["bar"] = tqdm(total=total or None, unit="frame", desc="stylising")
+        state["bar"].n = done
+        state["bar"].refresh()
+
+    def close() -> None:
+        if "bar" in state:
+            state["bar"].close()
+
+    return update, close
+
+
+def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str | None) -> int:
+    from nst.video import stylize_video
+
+    progress, close = _frame_bar()
+    start = time.perf_counter()
+    try:
+        result = stylize_video(
+            model,
+            args.content,
+            args.output,
+            size=args.size,
+            strength=args.strength,
+            preserve_colors=args.preserve_colors,
+            device=args.device,
+            tile=tile,
+            precision=args.precision,
+            engine=args.engine,
+            progress=progress,
+        )
+    finally:
+        close()
+    seconds = time.perf_counter() - start
+    print(
+        f"wrote {result.path} ({result.width} x {result.height}, {result.frames} frames at "
+        f"{float(result.fps):g} fps, {result.video_codec}, audio {result.audio}, {seconds:.1f} s)"
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     tile = parse_tile(args.tile)  # a bad --tile fails before the model is loaded
     model = resolve_model(args.model)
+    if is_video(args.content):
+        return run_video(args, model, tile)
     progress, close = _progress_bar()
     start = time.perf_counter()
     try:
@@ -107,6 +170,7 @@ def run(args: argparse.Namespace) -> int:
             device=args.device,
             tile=tile,
             precision=args.precision,
+            engine=args.engine,
             progress=progress,
         )
     finally:

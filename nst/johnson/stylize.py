@@ -1,7 +1,9 @@
 """Stylise a photo with a trained Johnson transformer net: any size, CPU or CUDA.
 
 Images over a memory budget are run in windows by :mod:`nst.johnson.tiling`, whose
-output equals the untiled one (to float rounding).
+output equals the untiled one (to float rounding). On the CPU in fp32, an untiled image
+can run through an optional engine instead (:mod:`nst.johnson.engines`: OpenVINO or
+onnxruntime on the net's ONNX export), faster and with the same output.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -18,6 +21,7 @@ from nst import color
 from nst.errors import NSTError, UsageError
 from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
+from nst.johnson import engines
 from nst.johnson.fast import NormControl, fast_forward
 from nst.johnson.model import GRID, TransformerNet, load_transformer
 from nst.johnson.tiling import Progress, tiled_forward
@@ -38,6 +42,7 @@ class Plan:
     device: torch.device
     precision: str  # "fp32" | "bf16" | "fp16"
     tile: int | None  # window side in px, or None for one pass
+    engine: str = "torch"  # "torch" | "openvino" | "onnxruntime" (untiled fp32 CPU only)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -84,11 +89,13 @@ def _native_bf16_cpu() -> bool:
         return False
 
 
-def _resolve_precision(precision: str, device: torch.device) -> str:
+def _resolve_precision(precision: str, device: torch.device, engine: str = "auto") -> str:
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     if precision != "auto":
         return precision
+    if engine in engines.AUTO_ORDER:
+        return "fp32"  # the one precision the engines run
     if device.type == "cuda":
         # fp16 keeps 3 more mantissa bits than bf16, and instance-normalised activations
         # stay far from fp16's range limit.
@@ -119,6 +126,44 @@ def _round_to_grid(n: float) -> int:
     return max(GRID, int(n) // GRID * GRID)
 
 
+def _tile_side(
+    model: TransformerNet,
+    height: int,
+    width: int,
+    dev: torch.device,
+    prec: str,
+    tile: int | str | None,
+) -> int | None:
+    """The window side a run of this size uses, or None for one pass."""
+    max_pixels = _budget(dev) // bytes_per_pixel(model, prec)
+    if tile == "auto":
+        if height * width <= max_pixels:
+            return None
+        side = _round_to_grid(math.sqrt(max_pixels))
+    elif tile is None or tile == 0:
+        return None
+    elif isinstance(tile, int) and not isinstance(tile, bool) and tile >= MIN_TILE:
+        side = _round_to_grid(tile)
+    else:
+        raise UsageError(
+            f"tile must be 'auto', 0/None (never tile) or a side of at least {MIN_TILE} px, "
+            f"not {tile!r}."
+        )
+    return None if height <= side and width <= side else side
+
+
+def _check_engine_fits(engine: str, dev: torch.device, prec: str) -> None:
+    """An engine asked for by name runs fp32 on the CPU; refuse anything else clearly."""
+    if dev.type != "cpu":
+        raise UsageError(f"The {engine} engine runs on the CPU; pass device 'cpu' (--device cpu).")
+    if prec != "fp32":
+        raise UsageError(
+            f"The {engine} engine runs fp32 only; use precision 'auto' or 'fp32', "
+            f"or engine 'torch' for {prec}."
+        )
+    engines.require(engine)
+
+
 def plan(
     model: TransformerNet,
     height: int,
@@ -127,27 +172,26 @@ def plan(
     device: torch.device | str | None = None,
     tile: int | str | None = "auto",
     precision: str = "auto",
+    engine: str | None = None,
 ) -> Plan:
-    """Decide device, precision and tiling for an image of ``height`` x ``width``."""
+    """Decide device, precision, tiling and engine for an image of ``height`` x ``width``.
+
+    ``engine``: "auto" (None: ``NST_ENGINE``, default "auto") runs an untiled fp32 CPU
+    image through the first installed of OpenVINO and onnxruntime, else PyTorch; a named
+    engine is used for every untiled image. A tiled image always runs on PyTorch, whose
+    tiling keeps instance norm's whole-image statistics exact."""
+    asked = engines.check_engine(engine)
+    if asked in engines.AUTO_ORDER and device in (None, "auto"):
+        device = "cpu"  # a CPU engine asked for by name: "auto" must not pick a GPU
     dev = resolve_device(device)
-    prec = _resolve_precision(precision, dev)
-    max_pixels = _budget(dev) // bytes_per_pixel(model, prec)
-    if tile == "auto":
-        if height * width <= max_pixels:
-            return Plan(dev, prec, None)
-        side = _round_to_grid(math.sqrt(max_pixels))
-    elif tile is None or tile == 0:
-        return Plan(dev, prec, None)
-    elif isinstance(tile, int) and not isinstance(tile, bool) and tile >= MIN_TILE:
-        side = _round_to_grid(tile)
-    else:
-        raise UsageError(
-            f"tile must be 'auto', 0/None (never tile) or a side of at least {MIN_TILE} px, "
-            f"not {tile!r}."
-        )
-    if height <= side and width <= side:
-        return Plan(dev, prec, None)
-    return Plan(dev, prec, side)
+    prec = _resolve_precision(precision, dev, asked)
+    if asked in engines.AUTO_ORDER:
+        _check_engine_fits(asked, dev, prec)
+    side = _tile_side(model, height, width, dev, prec, tile)
+    chosen = asked
+    if asked == "auto":
+        chosen = engines.auto_engine() if dev.type == "cpu" and prec == "fp32" else "torch"
+    return Plan(dev, prec, side, "torch" if side is not None else chosen)
 
 
 # ----------------------------------------------------------------------------- running
@@ -190,6 +234,44 @@ def _run_net(
     return fast_forward(net, x, control).to("cpu", torch.float32).contiguous()
 
 
+#: ``runner(content, progress)``: the net's output for one CPU (1, 3, H, W) image.
+Runner = Callable[[torch.Tensor, Progress | None], torch.Tensor]
+
+
+def _one_pass(run: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
+    def runner(content: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+        if progress:
+            progress(0, 1)
+        y = run(content)
+        if progress:
+            progress(1, 1)
+        return y
+
+    return runner
+
+
+def prepare_runner(model: TransformerNet, p: Plan) -> Runner:
+    """What runs images of the size ``p`` was planned for: made once, used for every
+    frame of a video (the net is placed or the engine compiled only once)."""
+    if p.engine != "torch":
+        return _one_pass(engines.get_engine(model, p.engine).run)
+    net = _prepare(model, p.device, p.precision)
+
+    def run(content: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return _run_net(net, content)
+
+    if p.tile is None:
+        return _one_pass(run)
+    side = p.tile
+
+    def tiled(content: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+        with torch.inference_mode():
+            return tiled_forward(net, content, side, progress)
+
+    return tiled
+
+
 def stylize_tensor(
     model: TransformerNet,
     content: torch.Tensor,
@@ -197,21 +279,13 @@ def stylize_tensor(
     device: torch.device | str | None = None,
     tile: int | str | None = "auto",
     precision: str = "auto",
+    engine: str | None = None,
     progress: Progress | None = None,
 ) -> torch.Tensor:
     """The network's output for a CPU (1, 3, H, W) tensor in [0, 1], tiled when needed."""
     h, w = content.shape[-2:]
-    p = plan(model, h, w, device=device, tile=tile, precision=precision)
-    net = _prepare(model, p.device, p.precision)
-    with torch.inference_mode():
-        if p.tile is None:
-            if progress:
-                progress(0, 1)
-            y = _run_net(net, content)
-            if progress:
-                progress(1, 1)
-            return y
-        return tiled_forward(net, content, p.tile, progress)
+    p = plan(model, h, w, device=device, tile=tile, precision=precision, engine=engine)
+    return prepare_runner(model, p)(content, progress)
 
 
 def stylize(
@@ -224,6 +298,7 @@ def stylize(
     device: torch.device | str | None = None,
     tile: int | str | None = "auto",
     precision: str = "auto",
+    engine: str | None = None,
     progress: Progress | None = None,
 ) -> Image.Image:
     """Stylise ``image`` with a transformer net and return an RGB PIL image.
@@ -233,23 +308,40 @@ def stylize(
     0 the photo. ``preserve_colors``: the stylised luminance with the photo's colours.
     ``tile``: "auto" tiles only above a memory budget, an int forces windows of that side,
     0/None never tiles. ``precision``: "auto" (fastest mode that keeps quality on the
-    device), "fp32", "bf16" or "fp16". ``progress(done_tiles, total_tiles)`` is called
+    device), "fp32", "bf16" or "fp16". ``engine``: "auto", "torch", "openvino" or
+    "onnxruntime" (see :func:`plan`). ``progress(done_tiles, total_tiles)`` is called
     as tiles finish.
     """
-    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
-        raise UsageError(f"strength must be a number in [0, 1], not {strength!r}.")
-    if not 0.0 <= strength <= 1.0:
-        raise UsageError(f"strength must be in [0, 1] (1 = full style, 0 = photo), not {strength}.")
+    check_strength(strength)
     net = _resolve_model(model)
     content = _content_tensor(image, size)
     if strength == 0.0:
         return to_pil(content)  # nothing of the style survives: skip the network
     y = stylize_tensor(
-        net, content, device=device, tile=tile, precision=precision, progress=progress
+        net,
+        content,
+        device=device,
+        tile=tile,
+        precision=precision,
+        engine=engine,
+        progress=progress,
     )
-    if preserve_colors:
-        y = _preserve(y, content)
-    return to_pil(color.blend(y, content, float(strength)))
+    return to_pil(finish(y, content, strength, preserve_colors))
+
+
+def check_strength(strength: float) -> None:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        raise UsageError(f"strength must be a number in [0, 1], not {strength!r}.")
+    if not 0.0 <= strength <= 1.0:
+        raise UsageError(f"strength must be in [0, 1] (1 = full style, 0 = photo), not {strength}.")
+
+
+def finish(
+    stylised: torch.Tensor, content: torch.Tensor, strength: float, preserve_colors: bool
+) -> torch.Tensor:
+    """The net's output with the options applied: the photo's colours, then the blend."""
+    y = _preserve(stylised, content) if preserve_colors else stylised
+    return color.blend(y, content, float(strength))
 
 
 def _preserve(stylised: torch.Tensor, content: torch.Tensor) -> torch.Tensor:
