@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 from benchmarks.bench_gatys import add_inputs  # noqa: E402
+from nst.color import match_colors  # noqa: E402
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
@@ -69,27 +70,6 @@ def lbfgs_losses(
     while len(losses) < evals:
         optimizer.step(closure)
     return losses[:evals]
-
-
-def colour_matched(photo: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
-    """The photo with its RGB mean and covariance mapped onto the painting's."""
-
-    def stats(img: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = img.reshape(3, -1).double()
-        mean = flat.mean(1, keepdim=True)
-        centred = flat - mean
-        return mean, centred @ centred.T / flat.shape[1]
-
-    def sqrtm(a: torch.Tensor, inverse: bool = False) -> torch.Tensor:
-        values, vectors = torch.linalg.eigh(a)
-        values = values.clamp_min(1e-8)
-        values = values.rsqrt() if inverse else values.sqrt()
-        return vectors @ torch.diag(values) @ vectors.T
-
-    (mp, cp), (ms, cs) = stats(photo), stats(painting)
-    flat = photo.reshape(3, -1).double()
-    mapped = sqrtm(cs) @ sqrtm(cp, inverse=True) @ (flat - mp) + ms
-    return mapped.reshape(photo.shape).clamp(0, 1).float().contiguous()
 
 
 def pyramid(photo: torch.Tensor, levels: int = 5, decay: float = 0.5):
@@ -162,7 +142,7 @@ def main() -> None:
     runs["pyramid (5 levels)"] = (lbfgs_losses(loss, *pyramid(photo), n), unit)
     runs["strong-Wolfe line search"] = (lbfgs_losses(loss, *pixels(photo), n, True), unit)
     runs["colour-matched init"] = (
-        lbfgs_losses(loss, *pixels(colour_matched(photo, painting)), n),
+        lbfgs_losses(loss, *pixels(match_colors(photo, painting)), n),
         unit,
     )
     print(f"{'variant':28s} {'work to reach it':>18s} {'loss after ' + str(n):>16s}")

@@ -40,3 +40,33 @@ def blend(stylised: torch.Tensor, content: torch.Tensor, strength: float) -> tor
     if strength == 0.0:
         return content.clone()
     return torch.lerp(content, stylised, strength)
+
+
+def match_colors(photo: torch.Tensor, painting: torch.Tensor) -> torch.Tensor:
+    """The photo with its RGB mean and covariance mapped onto the painting's.
+
+    A start for Gatys that keeps the photo's structure while the first style layers, which
+    see mostly colour, already sit near their targets. (1, 3, H, W) tensors in [0, 1]; the
+    two may differ in size. The map is ``C_s^1/2 C_p^-1/2`` (symmetric square roots), the
+    linear map that leaves an already-matched photo unchanged.
+    """
+    mean_p, cov_p = _rgb_stats(photo)
+    mean_s, cov_s = _rgb_stats(painting)
+    flat = photo.reshape(3, -1).double()
+    mapped = _sqrtm(cov_s) @ _sqrtm(cov_p, inverse=True) @ (flat - mean_p) + mean_s
+    return mapped.reshape(photo.shape).clamp(0, 1).to(photo.dtype).contiguous()
+
+
+def _rgb_stats(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = image.reshape(3, -1).double()
+    mean = flat.mean(1, keepdim=True)
+    centred = flat - mean
+    return mean, centred @ centred.T / flat.shape[1]
+
+
+def _sqrtm(a: torch.Tensor, inverse: bool = False) -> torch.Tensor:
+    """Symmetric (inverse) square root; eigenvalues floored so a flat image stays finite."""
+    values, vectors = torch.linalg.eigh(a)
+    values = values.clamp_min(1e-8)
+    values = values.rsqrt() if inverse else values.sqrt()
+    return vectors @ torch.diag(values) @ vectors.T

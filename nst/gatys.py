@@ -11,7 +11,14 @@ so each stage starts well above the loss the previous one ended at
 (benchmarks/gatys_convergence_study.py).
 
 ``gatys_steps`` is a generator that yields the current image every few iterations, so
-a CLI can draw a progress bar and a web app can stream the picture as it forms.
+a CLI can draw a progress bar and a web app can stream the picture as it forms; its
+``on_evaluation`` hook sees every single loss evaluation (loss, time, image), which the
+schedule study and the init benchmark record.
+
+Starts (``init``): the photo, the photo with the painting's colours, white noise, any
+image, or the output of a trained Johnson net of the same style (``init_model``), which
+already sits near the optimum. This module never imports the zoo: callers resolve a style
+name to a net (``zoo.load``) and pass the net.
 """
 
 from __future__ import annotations
@@ -20,13 +27,15 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from nst.color import blend
+from nst.color import blend, match_colors
 from nst.color import preserve_colors as keep_photo_colors
 from nst.errors import NSTError, UsageError
 from nst.hardware import resolve_device
@@ -34,12 +43,32 @@ from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_ten
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
 from nst.vgg import LossNetwork, load_loss_network
 
+if TYPE_CHECKING:  # only for annotations: importing nst.johnson is deferred to its use
+    from nst.johnson.model import TransformerNet
+
 CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
-INITS = ("content", "noise", "image")
+INITS = ("content", "color-matched", "noise", "image", "johnson")
 #: Smallest side of the coarsest stage: below it relu5_1 sees only a few pixels.
 MIN_STAGE_SIDE = 64
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """How a run spends its iterations: the part of the defaults that
+    benchmarks/gatys_schedule_study.py measures (judged loss against wall seconds)."""
+
+    iterations: int  # loss evaluations, all stages
+    scales: int  # coarse-to-fine stages; 1 = single scale
+    coarse_iterations: int | None  # per coarse stage; None = an equal share per stage
+    history_size: int  # L-BFGS memory (pairs of steps and gradient changes)
+
+
+#: The one place the default schedule lives: GatysConfig's defaults, and through them the
+#: CLI's (nst/cli/gatys.py reads GatysConfig()), come from here. Change it from the
+#: study's table (docs/gatys_schedules/results.md).
+DEFAULT_SCHEDULE = Schedule(iterations=300, scales=3, coarse_iterations=None, history_size=100)
 
 
 @dataclass
@@ -47,10 +76,14 @@ class GatysConfig:
     """Every setting of a Gatys run; the defaults follow the paper where it has one."""
 
     size: int = 512  # long side of the output, pixels
-    iterations: int = 300  # loss evaluations (one forward + backward each), all stages
+    # loss evaluations (one forward + backward each), all stages
+    iterations: int = DEFAULT_SCHEDULE.iterations
     optimizer: str = "lbfgs"  # "lbfgs" (the paper's) or "adam"
-    init: str = "content"  # "content", "noise" (white noise, seeded) or "image"
+    # "content" (the photo), "color-matched" (the photo in the painting's colours),
+    # "noise" (white noise, seeded), "image" (init_image), "johnson" (init_model's output)
+    init: str = "content"
     init_image: ImageSource | None = None  # used when init == "image"
+    init_model: TransformerNet | None = None  # a trained Johnson net, when init == "johnson"
     content_layers: Sequence[str] = CONTENT_LAYERS
     style_layers: Sequence[str] = STYLE_LAYERS
     content_weight: float = 1.0
@@ -61,12 +94,16 @@ class GatysConfig:
     style_blend: Sequence[float] | None = None  # one weight per style image
     preserve_colors: bool = False  # keep the photo's colours, take the style's luminance
     strength: float = 1.0  # 1 = the result, 0 = the photo: mixed in by nst.color.blend
-    scales: int = 3  # coarse-to-fine stages (each half the size of the next); 1 = off
+    # coarse-to-fine stages (each half the size of the next); 1 = off
+    scales: int = DEFAULT_SCHEDULE.scales
+    # iterations of each coarse stage (the final stage gets the rest); None = equal shares
+    coarse_iterations: int | None = DEFAULT_SCHEDULE.coarse_iterations
+    history_size: int = DEFAULT_SCHEDULE.history_size  # L-BFGS memory
     seed: int = 0
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
     report_every: int = 10  # yield the image every N iterations
     vgg_weights: str | None = None  # path; None = env NST_VGG_WEIGHTS, then the Hub
-    arch: str = "vgg19"  # preferred when downloading; a weights file decides itself
+    arch: str = "vgg16"  # downloaded when no file is given (pinned); a file decides itself
     pooling: str = "max"
 
     def validate(self) -> None:
@@ -78,6 +115,11 @@ class GatysConfig:
             raise UsageError(f"init must be one of {INITS}, not '{self.init}'.")
         if self.init == "image" and self.init_image is None:
             raise UsageError("init='image' needs an init_image.")
+        if self.init == "johnson" and self.init_model is None:
+            raise UsageError(
+                "init='johnson' needs init_model: a trained Johnson net of the style "
+                "(e.g. zoo.load('starry_night')). Styles without one: use init='content'."
+            )
         if self.size < MIN_STAGE_SIDE:
             raise UsageError(f"size must be at least {MIN_STAGE_SIDE} px, not {self.size}.")
         if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
@@ -86,6 +128,17 @@ class GatysConfig:
             raise UsageError("iterations must be at least 1.")
         if self.scales < 1:
             raise UsageError("scales must be at least 1.")
+        if self.coarse_iterations is not None and (
+            self.coarse_iterations < 1
+            or self.coarse_iterations * (self.scales - 1) >= self.iterations
+        ):
+            raise UsageError(
+                f"coarse_iterations ({self.coarse_iterations}) times the {self.scales - 1} "
+                f"coarse stages must leave the final stage some of the {self.iterations} "
+                "iterations."
+            )
+        if self.history_size < 1:
+            raise UsageError("history_size must be at least 1.")
         if self.style_scale <= 0:
             raise UsageError("style_scale must be positive.")
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
@@ -106,6 +159,23 @@ class GatysProgress:
     done: bool = False
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    """One loss evaluation (forward + backward), passed to ``on_evaluation`` as it happens.
+
+    ``image`` is the image the loss was evaluated on: the optimised tensor itself,
+    detached, which the next step overwrites, so clone it to keep it. Evaluation ``k``
+    measures the image after ``k - 1`` updates of its stage's optimiser.
+    """
+
+    iteration: int  # 1-based count of evaluations, all stages
+    stage: int  # 0-based coarse-to-fine stage
+    size: tuple[int, int]  # (width, height) of the stage
+    losses: dict[str, float]  # total, content, style, tv
+    seconds: float  # since the start, time spent inside on_evaluation excluded
+    image: torch.Tensor  # (1, 3, H, W), unclamped, on the run's device
+
+
 def stage_sizes(size: int, short_side_ratio: float, scales: int) -> list[int]:
     """Long sides of the coarse-to-fine stages, smallest first, ending at ``size``."""
     sizes = [size]
@@ -117,16 +187,22 @@ def stage_sizes(size: int, short_side_ratio: float, scales: int) -> list[int]:
     return sizes
 
 
-def stage_budgets(iterations: int, sizes: Sequence[int]) -> list[int]:
+def stage_budgets(
+    iterations: int, sizes: Sequence[int], coarse_iterations: int | None = None
+) -> list[int]:
     """Split the iteration budget across stages.
 
     A stage at half the size costs a quarter per iteration, so the coarse stages are
-    cheap: each gets as many iterations as the final one, and about three quarters of
-    the time goes to the full-size stage at three scales (100 + 100 + 100 iterations
-    cost 6 + 25 + 100 full-size iterations).
+    cheap: by default each gets as many iterations as the final one, and about three
+    quarters of the time goes to the full-size stage at three scales (100 + 100 + 100
+    iterations cost 6 + 25 + 100 full-size iterations). ``coarse_iterations`` gives each
+    coarse stage that many instead, and the final stage the rest.
     """
     if len(sizes) == 1:
         return [iterations]
+    if coarse_iterations is not None:
+        coarse = [coarse_iterations] * (len(sizes) - 1)
+        return [*coarse, max(1, iterations - sum(coarse))]
     shares = [1.0] * len(sizes)
     total = sum(shares)
     budgets = [max(1, math.floor(iterations * s / total)) for s in shares]
@@ -135,16 +211,61 @@ def stage_budgets(iterations: int, sizes: Sequence[int]) -> list[int]:
 
 
 def _initial_image(
-    config: GatysConfig, content: torch.Tensor, generator: torch.Generator
+    config: GatysConfig,
+    content: torch.Tensor,
+    content_full: Image.Image,
+    painting: Image.Image,
+    generator: torch.Generator,
 ) -> torch.Tensor:
+    """The first stage's start, at the size of ``content`` (that stage's photo)."""
     if config.init == "content":
         return content.clone()
+    if config.init == "color-matched":
+        style = to_tensor(resize_long_side(painting, max(content.shape[-2:])), content.device)
+        return match_colors(content, style)
     if config.init == "noise":
         noise = torch.rand(content.shape, generator=generator)
         return noise.to(content)
+    if config.init == "johnson":
+        return _resized(johnson_start(config.init_model, content_full, content.device), content)
     img = load_image(config.init_image, long_side=max(content.shape[-2:]))
     img = img.resize((content.shape[-1], content.shape[-2]), Image.Resampling.LANCZOS)
     return to_tensor(img, content.device)
+
+
+def johnson_start(
+    model: TransformerNet | None, photo: Image.Image, device: torch.device
+) -> torch.Tensor:
+    """A trained Johnson net's output for the full-size photo, as Gatys' start.
+
+    Run at the output size, not at a coarse stage's: the net's strokes have a fixed size
+    in pixels, so its output at the size the user asked for is the picture to refine.
+    """
+    from nst.johnson.stylize import stylize_tensor  # deferred: Gatys alone needs no Johnson
+
+    if model is None:
+        raise UsageError("init='johnson' needs init_model: a trained Johnson net.")
+    out = stylize_tensor(model, to_tensor(photo), device=device)
+    # Out of place: the net may hand back an inference-mode tensor, which the optimiser
+    # could neither change nor take gradients of; clamp's result is an ordinary one.
+    return out.clamp(0, 1).to(device)
+
+
+def _resized(image: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    if image.shape[-2:] == like.shape[-2:]:
+        return image
+    return F.interpolate(
+        image, size=like.shape[-2:], mode="bicubic", align_corners=False, antialias=True
+    ).clamp_(0, 1)
+
+
+def _main_style(
+    styles: Sequence[Image.Image], blend_weights: Sequence[float] | None
+) -> Image.Image:
+    """The painting whose colours a colour-matched start takes: the most weighted one."""
+    if not blend_weights:
+        return styles[0]
+    return styles[max(range(len(styles)), key=lambda i: blend_weights[i])]
 
 
 def _make_optimizer(config: GatysConfig, image: torch.Tensor, chunk: int) -> torch.optim.Optimizer:
@@ -157,7 +278,7 @@ def _make_optimizer(config: GatysConfig, image: torch.Tensor, chunk: int) -> tor
         lr=1.0,
         max_iter=chunk,
         max_eval=chunk,
-        history_size=100,
+        history_size=config.history_size,
         tolerance_grad=-1.0,
         tolerance_change=-1.0,
     )
@@ -174,17 +295,21 @@ def gatys_steps(
     device: torch.device | str | None = None,
     should_stop: Callable[[], bool] | None = None,
     loss_net: LossNetwork | None = None,
+    on_evaluation: Callable[[Evaluation], None] | None = None,
 ) -> Iterator[GatysProgress]:
     """Run Gatys style transfer, yielding progress every ``config.report_every`` steps.
 
     The last report has ``done=True`` and the full-size result. ``should_stop`` is polled
     between reports; when it returns True the run ends early with the current image.
+    ``on_evaluation`` is called after every loss evaluation with an :class:`Evaluation`;
+    the time spent in it is left out of every ``seconds``, so a benchmark may record (and
+    copy images) without slowing the clock it reads.
     """
     config = config or GatysConfig()
     config.validate()
     if not styles:
         raise NSTError("Give at least one style image.")
-    start = time.perf_counter()
+    clock = _Clock()
     device = resolve_device(device)
     torch.manual_seed(config.seed)
     generator = torch.Generator().manual_seed(config.seed)
@@ -211,7 +336,7 @@ def gatys_steps(
             iterations=config.iterations,
             image=_output(image, content_t, config),
             losses=parts,
-            seconds=time.perf_counter() - start,
+            seconds=clock.seconds(),
             stage=stage,
             size=(content_t.shape[-1], content_t.shape[-2]),
             done=done,
@@ -219,17 +344,36 @@ def gatys_steps(
 
     ratio = min(content_full.size) / max(content_full.size)
     sizes = stage_sizes(config.size, ratio, config.scales)
-    budgets = stage_budgets(config.iterations, sizes)
+    budgets = stage_budgets(config.iterations, sizes, config.coarse_iterations)
     done_iterations = 0
     image: torch.Tensor | None = None
     parts: dict[str, float] = {}
     stopped = False
+    evaluations = 0
+
+    def evaluated(image_t: torch.Tensor, losses: dict[str, torch.Tensor], stage: int) -> None:
+        nonlocal evaluations
+        evaluations += 1
+        if on_evaluation is None:
+            return  # no float() of the loss: on CUDA it would wait for the GPU
+        record = Evaluation(
+            iteration=evaluations,
+            stage=stage,
+            size=(image_t.shape[-1], image_t.shape[-2]),
+            losses={k: float(v) for k, v in losses.items()},
+            seconds=clock.seconds(),
+            image=image_t.detach(),
+        )
+        with clock.paused():
+            on_evaluation(record)
+
     for stage, (long_side, budget) in enumerate(zip(sizes, budgets, strict=True)):
         content_t = _to_device(resize_long_side(content_full, long_side), device)
         perceptual = _stage_loss(net, style_images, long_side, config, weights, device)
         targets = perceptual.content_targets(content_t)
         if image is None:
-            image = _initial_image(config, content_t, generator)
+            painting = _main_style(style_images, config.style_blend)
+            image = _initial_image(config, content_t, content_full, painting, generator)
         else:  # coarse-to-fine: the previous stage's result, upsampled, is the start
             image = upsample_with_detail(image.detach(), content_t)
         image = image.contiguous().requires_grad_(True)
@@ -238,7 +382,15 @@ def gatys_steps(
         stage_done = 0
         while stage_done < budget and not stopped:
             steps = min(chunk, budget - stage_done)
-            parts = _run_chunk(optimizer, perceptual, image, targets, steps, config.optimizer)
+            parts = _run_chunk(
+                optimizer,
+                perceptual,
+                image,
+                targets,
+                steps,
+                config.optimizer,
+                lambda x, losses, stage=stage: evaluated(x, losses, stage),
+            )
             stage_done += steps
             done_iterations += steps
             stopped = bool(should_stop and should_stop())
@@ -295,6 +447,25 @@ def _to_device(img: Image.Image, device: torch.device) -> torch.Tensor:
     return to_tensor(img, device)
 
 
+class _Clock:
+    """Seconds since the start, less the time spent in callers' hooks."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.excluded = 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.excluded
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.excluded += time.perf_counter() - began
+
+
 def _run_chunk(
     optimizer: torch.optim.Optimizer,
     perceptual: PerceptualLoss,
@@ -302,8 +473,10 @@ def _run_chunk(
     targets: dict[str, torch.Tensor],
     steps: int,
     kind: str,
+    evaluated: Callable[[torch.Tensor, dict[str, torch.Tensor]], None],
 ) -> dict[str, float]:
-    """``steps`` loss evaluations and updates; returns the last evaluation's losses."""
+    """``steps`` loss evaluations and updates; returns the last evaluation's losses.
+    ``evaluated(image, losses)`` is told of each evaluation."""
     last: dict[str, torch.Tensor] = {}
 
     def closure() -> torch.Tensor:
@@ -311,6 +484,7 @@ def _run_chunk(
         loss, parts = perceptual(image, targets)
         loss.backward()
         last.update(parts)
+        evaluated(image, parts)
         return loss
 
     if kind == "lbfgs":
