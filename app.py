@@ -46,6 +46,8 @@ from zoo.catalogue import catalogue_path
 ROOT = Path(__file__).resolve().parent
 #: The page offers no init-image upload, so no "image" start.
 INITS = tuple(init for init in GATYS_INITS if init != "image")
+#: What an uploaded painting (no trained net) starts from when "johnson" was chosen.
+NO_NET_INIT = "color-matched"
 UPLOADED_STYLE = "your style image"
 PREVIEW_SECONDS = 0.3  # the Gatys column refreshes at most this often
 
@@ -57,10 +59,14 @@ class AppConfig:
     catalogue: Path | None = None  # a zoo catalogue.json; None = the zoo's own
     device: str = "cpu"
     johnson_size: int = 1024  # default output long side (px) of the Johnson column
-    # CPU defaults: sized so that a Gatys run on a small CPU ends well within a minute
-    # (timings: the README's benchmark table, benchmarks/bench_gatys.py).
-    gatys_size: int = 224  # default output long side (px) of the Gatys column
-    gatys_iterations: int = 50  # default iterations (loss evaluations)
+    # CPU defaults: a finished 384 px picture within 45 s of pressing Stylise on a 2-core
+    # CPU (docs/app_gatys.md): one scale, and the run ends at gatys_seconds with the
+    # picture as it is then, whatever the iterations slider says.
+    gatys_size: int = 384  # default output long side (px) of the Gatys column
+    gatys_iterations: int = 200  # default iterations (loss evaluations), an upper bound
+    gatys_seconds: float | None = 40.0  # time budget of one Gatys run; None = no limit
+    gatys_scales: int = 1  # a time budget must not end in a coarse stage
+    gatys_init: str = "johnson"  # the start; an uploaded painting has no net: NO_NET_INIT
     gatys_report_every: int = 1  # iterations between progress reports (the stop granularity)
     max_size: int = 2048  # the largest long side a person may ask for
     max_gatys_size: int = 768
@@ -101,6 +107,8 @@ def default_config(catalogue: Path | None = None) -> AppConfig:
             device="cuda",
             gatys_size=512,
             gatys_iterations=300,
+            gatys_seconds=None,
+            gatys_scales=3,
             gatys_report_every=5,
             max_size=4096,
             max_gatys_size=1024,
@@ -320,6 +328,7 @@ class StyleTransferDemo:
         init: str,
         preserve_colors: bool,
         strength: float = 1.0,
+        init_model: Any = None,
     ) -> GatysConfig:
         """The library's settings from the page's; ``gatys_overrides`` may add any field."""
         return GatysConfig(
@@ -328,8 +337,11 @@ class StyleTransferDemo:
                 "iterations": int(iterations),
                 "optimizer": optimizer,
                 "init": init,
+                "init_model": init_model,
                 "preserve_colors": preserve_colors,
                 "strength": strength,
+                "scales": self.config.gatys_scales,
+                "max_seconds": self.config.gatys_seconds,
                 "report_every": self.config.gatys_report_every,
                 "vgg_weights": self.config.vgg_weights,
                 **self.config.gatys_overrides,
@@ -359,7 +371,10 @@ class StyleTransferDemo:
             size: the output's long side in pixels.
             iterations: optimisation steps (loss evaluations); more is slower and closer.
             optimizer: "lbfgs" (the paper's) or "adam".
-            init: start from the photo ("content") or from white noise ("noise").
+            init: where the optimisation starts: "johnson" (the style's trained network's
+                output; an uploaded painting has none and starts "color-matched"),
+                "content" (the photo), "color-matched" (the photo in the painting's
+                colours) or "noise" (white noise).
             strength: 1 for the full result, 0 for the photo itself.
             preserve_colors: keep the photo's colours and take the style's luminance.
 
@@ -372,17 +387,22 @@ class StyleTransferDemo:
         optimizer = _choice(optimizer, "Optimiser", OPTIMIZERS)
         init = _choice(init, "Initialisation", INITS)
         style_strength = _number(strength, "Style strength", 0.0, 1.0)
+        init_model = None
         if style_image is not None:
             painting, title = _load(style_image, "style image"), UPLOADED_STYLE
+            init = NO_NET_INIT if init == "johnson" else init
         else:
             entry = self._style_entry(style)
             painting, title = _load(str(entry.preview_path), "style's painting"), entry.title
+            if init == "johnson":
+                init_model = self._check_model(entry)
         progress(0, desc="Gatys: loading VGG")
         yield None, f"Gatys — starting ({steps} iterations, {long_side} px) · {title}"
         try:
             config = self.gatys_config(
-                long_side, steps, optimizer, init, bool(preserve_colors), style_strength
-            )
+                long_side, steps, optimizer, init, bool(preserve_colors), style_strength,
+                init_model,
+            )  # fmt: skip
             shown = 0.0
             for step in _gatys_on_device(content, painting, config, self.config.device):
                 # Gradio can stop a run only between two yields: report often, show a
@@ -393,6 +413,8 @@ class StyleTransferDemo:
                 image = step.image
                 progress((step.iteration, step.iterations), desc="Gatys", unit="iterations")
                 verb = "" if step.done else " (running)"
+                if step.done and step.iteration < step.iterations and config.max_seconds:
+                    verb = f" (the {config.max_seconds:g} s budget)"
                 label = f"Gatys — {step.iteration} iterations, {_seconds(step.seconds)}{verb}"
                 name = "gatys.png" if step.done else "gatys_preview.jpg"
                 yield RESULTS.write(image, name), f"**{label}** · {title}"
@@ -685,8 +707,9 @@ def _options(page: _Page, config: AppConfig) -> None:
         with gr.Row():
             page.optimizer = gr.Radio(list(OPTIMIZERS), value="lbfgs", label="Gatys optimiser")
             page.init = gr.Radio(
-                list(INITS), value="content", label="Gatys starts from (photo or white noise)"
-            )
+                list(INITS), value=config.gatys_init,
+                label="Gatys starts from (johnson: the style's trained network's output)",
+            )  # fmt: skip
             page.strength = gr.Slider(0.0, 1.0, value=1.0, step=0.05, label="Style strength")
             page.preserve_colors = gr.Checkbox(value=False, label="Preserve the photo's colours")
 

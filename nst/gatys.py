@@ -102,6 +102,9 @@ class GatysConfig:
     seed: int = 0
     learning_rate: float = 0.02  # Adam only; pixels are in [0, 1]
     report_every: int = 10  # yield the image every N iterations
+    # Stop at the first report after this many seconds (None: no limit), with the picture
+    # as it is: a time budget (the app on a CPU) rather than a number of iterations.
+    max_seconds: float | None = None
     vgg_weights: str | None = None  # path; None = env NST_VGG_WEIGHTS, then the Hub
     arch: str = "vgg16"  # downloaded when no file is given (pinned); a file decides itself
     pooling: str = "max"
@@ -139,6 +142,8 @@ class GatysConfig:
             )
         if self.history_size < 1:
             raise UsageError("history_size must be at least 1.")
+        if self.max_seconds is not None and not self.max_seconds > 0:
+            raise UsageError(f"max_seconds must be positive (or None), not {self.max_seconds}.")
         if self.style_scale <= 0:
             raise UsageError("style_scale must be positive.")
         if min(self.content_weight, self.style_weight, self.tv_weight) < 0:
@@ -393,7 +398,7 @@ def gatys_steps(
             )
             stage_done += steps
             done_iterations += steps
-            stopped = bool(should_stop and should_stop())
+            stopped = bool(should_stop and should_stop()) or _out_of_time(config, clock)
             if not ((stage == len(sizes) - 1 and stage_done >= budget) or stopped):
                 yield report(image, content_t, stage)
         if stopped:
@@ -405,6 +410,10 @@ def gatys_steps(
             image.detach(), size=final_content.shape[-2:], mode="bicubic", align_corners=False
         )
     yield report(image, final_content, len(sizes) - 1, done=True)
+
+
+def _out_of_time(config: GatysConfig, clock: _Clock) -> bool:
+    return config.max_seconds is not None and clock.seconds() >= config.max_seconds
 
 
 def _stage_loss(

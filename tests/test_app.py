@@ -507,3 +507,33 @@ def test_the_live_stream_has_its_own_slot(files) -> None:
     assert live.concurrency_limit == 1 and live.time_limit == 120
     others = {fn.concurrency_id for fn in demo.fns.values() if fn.api_name in ("johnson", "gatys")}
     assert "live" not in others
+
+
+def test_gatys_starts_from_the_styles_net_within_a_time_budget(
+    files, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """init "johnson": a zoo style's net is handed to the library; an uploaded painting
+    has none and starts colour-matched; a run ended by the time budget says so."""
+    from nst.gatys import GatysProgress
+
+    seen = []
+
+    def fake_run(content, painting, config, device):
+        seen.append(config)
+        yield GatysProgress(3, config.iterations, content, seconds=1.0, done=True)
+
+    monkeypatch.setattr(app_module, "_gatys_on_device", fake_run)
+    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None, gatys_seconds=40.0))
+    quiet = {"progress": lambda *a, **k: None}
+    photo = str(files["photo"])
+    last = list(handlers.gatys(photo, STYLE_ID, None, 64, 50, "lbfgs", "johnson", 1.0, False,
+                               **quiet))[-1]  # fmt: skip
+    assert isinstance(seen[0].init_model, TransformerNet) and seen[0].init == "johnson"
+    assert seen[0].max_seconds == 40.0 and seen[0].scales == 1
+    assert "3 iterations" in last[1] and "40 s budget" in last[1]
+    painting = str(files["painting"])
+    list(handlers.gatys(photo, STYLE_ID, painting, 64, 50, "lbfgs", "johnson", 1.0, False,
+                        **quiet))  # fmt: skip
+    assert seen[1].init == app_module.NO_NET_INIT and seen[1].init_model is None
+    list(handlers.gatys(photo, STYLE_ID, None, 64, 50, "lbfgs", "content", 1.0, False, **quiet))
+    assert seen[2].init == "content" and seen[2].init_model is None

@@ -11,7 +11,7 @@ from PIL import Image
 
 from nst.cli import main as cli_main
 from nst.color import rgb_to_ycbcr
-from nst.errors import NSTError
+from nst.errors import NSTError, UsageError
 from nst.gatys import (
     CONTENT_LAYERS,
     STYLE_LAYERS,
@@ -130,6 +130,19 @@ def test_should_stop_ends_early_with_a_full_size_image(tiny_net) -> None:
     )
     assert reports[-1].done and reports[-1].iteration == 10
     assert reports[-1].image.size == (128, 96)
+
+
+def test_a_time_budget_ends_the_run_with_a_finished_picture(tiny_net) -> None:
+    """max_seconds: the first report past the budget is the last, done, at full size."""
+    config = _config(size=96, scales=1, iterations=1000, report_every=5, max_seconds=1e-6)
+    reports = list(gatys_steps(_photo(), [_stripes()], config, loss_net=tiny_net))
+    assert [r.done for r in reports] == [True] and reports[0].iteration == 5
+    assert reports[0].image.size == (96, 72)
+    unlimited = _config(size=96, scales=1, iterations=12, report_every=5, max_seconds=None)
+    last = list(gatys_steps(_photo(), [_stripes()], unlimited, loss_net=tiny_net))[-1]
+    assert last.iteration == 12
+    with pytest.raises(UsageError, match="max_seconds"):
+        _config(max_seconds=0).validate()
 
 
 def test_preserve_colors_keeps_the_photo_chroma(tiny_net) -> None:
