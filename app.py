@@ -66,7 +66,9 @@ class AppConfig:
     gatys_iterations: int = 200  # default iterations (loss evaluations), an upper bound
     gatys_seconds: float | None = 40.0  # time budget of one Gatys run; None = no limit
     gatys_scales: int = 1  # a time budget must not end in a coarse stage
-    gatys_init: str = "johnson"  # the start; an uploaded painting has no net: NO_NET_INIT
+    # The start. "content": from the photo, Gatys reaches a given loss sooner than from the
+    # zoo nets' output (benchmarks/bench_gatys_init.py); "johnson" is one click away.
+    gatys_init: str = "content"
     gatys_report_every: int = 1  # iterations between progress reports (the stop granularity)
     max_size: int = 2048  # the largest long side a person may ask for
     max_gatys_size: int = 768

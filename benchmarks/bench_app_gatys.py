@@ -41,7 +41,9 @@ PAIRS = (
 GOAL_SECONDS, GOAL_SIZE = 45.0, 384
 
 
-def press_stylise(client, photo: Path, style: str, config, init: str) -> dict[str, float]:
+def press_stylise(
+    client, photo: Path, style: str, config, init: str, save: Path | None
+) -> dict[str, float]:
     from gradio_client import handle_file
 
     common = {"photo": handle_file(str(photo)), "style": style, "style_image": None}
@@ -63,6 +65,9 @@ def press_stylise(client, photo: Path, style: str, config, init: str) -> dict[st
     johnson.result()
     with Image.open(image) as result:
         size = max(result.size)
+        if save is not None:
+            save.mkdir(parents=True, exist_ok=True)
+            result.save(save / f"{photo.stem}_{style}_{init}.png")
     return {"first": first or finished, "finished": finished, "size": size, "status": status}
 
 
@@ -70,6 +75,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=len(PAIRS))
     parser.add_argument("--init", default=None, help="the page's default unless given")
+    parser.add_argument("--save", type=Path, help="keep the finished pictures in this folder")
     args = parser.parse_args()
     from gradio_client import Client
 
@@ -91,7 +97,8 @@ def main() -> None:
     rows = []
     try:
         for photo_name, style in PAIRS[: args.pairs]:
-            row = press_stylise(client, SHARED / "data/content" / photo_name, style, config, init)
+            photo = SHARED / "data/content" / photo_name
+            row = press_stylise(client, photo, style, config, init, args.save)
             rows.append(row)
             print(
                 f"{photo_name} x {style}: first preview {row['first']:.1f} s, finished "
