@@ -231,11 +231,12 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=VGG16)
     parser.add_argument("--write", type=Path, help="also write the results to this .md file")
     parser.add_argument("--quick", action="store_true", help="one pair, 128 px, 20 iterations")
+    parser.add_argument("--pairs", type=int, default=len(PAIRS), help="the first N pairs")
     args = parser.parse_args()
     sizes = args.sizes or ([128] if args.quick else [256, 512])
     n = args.iterations or (20 if args.quick else 100)
     uploaded_size = args.uploaded_size if args.uploaded_size is not None else sizes[0]
-    pairs = PAIRS[:1] if args.quick else PAIRS
+    pairs = PAIRS[:1] if args.quick else PAIRS[: args.pairs]
     device = str(resolve_device(None if args.device == "auto" else args.device))
 
     import zoo  # the benchmark resolves style ids; the library only takes a net
