@@ -124,6 +124,19 @@ def _frame_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
     return update, close
 
 
+def _options(args: argparse.Namespace, tile: int | str | None) -> dict[str, object]:
+    """The stylising options a photo and a video share."""
+    return {
+        "size": args.size,
+        "strength": args.strength,
+        "preserve_colors": args.preserve_colors,
+        "device": args.device,
+        "tile": tile,
+        "precision": args.precision,
+        "engine": args.engine,
+    }
+
+
 def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str | None) -> int:
     from nst.video import stylize_video
 
@@ -131,17 +144,7 @@ def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str |
     start = time.perf_counter()
     try:
         result = stylize_video(
-            model,
-            args.content,
-            args.output,
-            size=args.size,
-            strength=args.strength,
-            preserve_colors=args.preserve_colors,
-            device=args.device,
-            tile=tile,
-            precision=args.precision,
-            engine=args.engine,
-            progress=progress,
+            model, args.content, args.output, **_options(args, tile), progress=progress
         )
     finally:
         close()
@@ -161,18 +164,7 @@ def run(args: argparse.Namespace) -> int:
     progress, close = _progress_bar()
     start = time.perf_counter()
     try:
-        result = stylize(
-            model,
-            args.content,
-            size=args.size,
-            strength=args.strength,
-            preserve_colors=args.preserve_colors,
-            device=args.device,
-            tile=tile,
-            precision=args.precision,
-            engine=args.engine,
-            progress=progress,
-        )
+        result = stylize(model, args.content, **_options(args, tile), progress=progress)
     finally:
         close()
     out = save_image(result, args.output)
