@@ -144,6 +144,10 @@ def test_live_webcam_frames_arrive_stylised(page_url) -> None:
             expect(page.locator("#live-status")).to_contain_text("frames/s", timeout=60_000)
             first = out.get_attribute("src")
             expect(out).not_to_have_attribute("src", first or "", timeout=60_000)
-            assert out.evaluate("img => img.complete && img.naturalWidth > 0")
+            page.wait_for_function(  # the new frame decoded, not a broken link
+                "() => { const i = document.querySelector('#live-out img');"
+                " return i !== null && i.complete && i.naturalWidth > 0; }",
+                timeout=30_000,
+            )
         finally:
             browser.close()

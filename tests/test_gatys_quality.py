@@ -31,7 +31,12 @@ def pair(content_dir: Path, style_dir: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def config(real_vgg16: Path) -> GatysConfig:
-    return GatysConfig(size=SIZE, iterations=150, vgg_weights=str(real_vgg16), report_every=50)
+    # Coarse-to-fine, as issue 2's claims were measured. The default is now one scale
+    # (docs/gatys_schedules: the same judged quality per second); at 150 iterations its own
+    # style loss ends 9x, not 10x, below the photo's.
+    return GatysConfig(
+        size=SIZE, iterations=150, scales=3, vgg_weights=str(real_vgg16), report_every=50
+    )
 
 
 @pytest.fixture(scope="module")
