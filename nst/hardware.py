@@ -73,6 +73,15 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return dev
 
 
+def native_bf16_cpu() -> bool:
+    """True on CPUs with bf16 arithmetic (AVX-512 BF16, AMX), where bf16 convs run about
+    twice as fast as fp32; elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def matmul_gflops(dtype: torch.dtype = torch.float32, n: int = 2048, repeats: int = 5) -> float:
     """This machine's large-matmul rate right now, GFLOP/s (best of ``repeats``).
 

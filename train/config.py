@@ -70,7 +70,7 @@ class TrainConfig:
     # Start from a trained network (folder or .safetensors) instead of random weights: a
     # photo-reconstruction net or another style. Same width and blocks; weights only.
     init_from: str | None = None
-    precision: str = "auto"  # "auto" = bf16 autocast on GPUs that support it, else fp32
+    precision: str = "auto"  # "auto" = bf16 autocast on GPUs and CPUs with bf16 arithmetic
     channels_last: str = "auto"  # "auto" = on CUDA only (it pays there); "on" / "off"
     compile: bool = False  # torch.compile the transformer (pays on long GPU runs)
     seed: int = 0  # model init, data order and crops all derive from it

@@ -21,7 +21,7 @@ import torch
 
 from nst.errors import NSTError
 from nst.files import atomic_write_text
-from nst.hardware import describe
+from nst.hardware import describe, native_bf16_cpu
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
@@ -44,12 +44,16 @@ RUN_CONFIG_NAME = "run.json"
 
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
-    """bf16 autocast: default on GPUs with bf16 units; on request elsewhere."""
+    """bf16 autocast: default on GPUs with bf16 units and on CPUs with bf16 arithmetic
+    (there about twice fp32's images/s: benchmarks/bench_train.py); on request elsewhere.
+    The losses and Gram matrices stay fp32 (nst.losses)."""
     if config.precision == "bf16":
         return True
     if config.precision == "fp32":
         return False
-    return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and native_bf16_cpu()
 
 
 def use_channels_last(config: TrainConfig, device: torch.device) -> bool:

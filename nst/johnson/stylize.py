@@ -19,7 +19,7 @@ from PIL import Image
 
 from nst import color
 from nst.errors import NSTError, UsageError
-from nst.hardware import resolve_device
+from nst.hardware import native_bf16_cpu, resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.johnson import engines
 from nst.johnson.fast import NormControl, fast_forward
@@ -42,7 +42,7 @@ class Plan:
     device: torch.device
     precision: str  # "fp32" | "bf16" | "fp16"
     tile: int | None  # window side in px, or None for one pass
-    engine: str = "torch"  # "torch" | "openvino" | "onnxruntime" (untiled fp32 CPU only)
+    engine: str = "torch"  # "torch" | "openvino" | "onnxruntime" (untiled CPU images only)
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -81,28 +81,19 @@ def _content_tensor(image: ImageSource | torch.Tensor, size: int | None) -> torc
 # ----------------------------------------------------------------------------- planning
 
 
-def _native_bf16_cpu() -> bool:
-    """True on CPUs with bf16 arithmetic (AVX-512 BF16 / AMX); elsewhere it is emulated."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-def _resolve_precision(precision: str, device: torch.device, engine: str = "auto") -> str:
+def _resolve_precision(precision: str, device: torch.device, engine: str = "torch") -> str:
+    """``precision`` checked; "auto" resolved for the engine that will run it."""
     if precision not in PRECISIONS:
         raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
     if precision != "auto":
         return precision
-    if engine in engines.AUTO_ORDER:
-        return "fp32"  # the one precision the engines run
     if device.type == "cuda":
         # fp16 keeps 3 more mantissa bits than bf16, and instance-normalised activations
         # stay far from fp16's range limit.
         return "fp16"
     # Without native bf16 the CPU emulates it, far slower than fp32
     # (benchmarks/bench_transformer.py), so fp32 is the fast mode there.
-    return "bf16" if _native_bf16_cpu() else "fp32"
+    return engines.best_precision(engine, native_bf16_cpu())
 
 
 def bytes_per_pixel(model: TransformerNet, precision: str) -> int:
@@ -153,12 +144,15 @@ def _tile_side(
 
 
 def _check_engine_fits(engine: str, dev: torch.device, prec: str) -> None:
-    """An engine asked for by name runs fp32 on the CPU; refuse anything else clearly."""
+    """An engine asked for by name runs on the CPU in its own precisions; refuse anything
+    else clearly."""
     if dev.type != "cpu":
         raise UsageError(f"The {engine} engine runs on the CPU; pass device 'cpu' (--device cpu).")
-    if prec != "fp32":
+    runs = engines.PRECISIONS[engine]
+    if prec not in runs:
+        only = "fp32 only" if runs == ("fp32",) else " and ".join(runs)
         raise UsageError(
-            f"The {engine} engine runs fp32 only; use precision 'auto' or 'fp32', "
+            f"The {engine} engine runs {only}; use precision 'auto' or one of those, "
             f"or engine 'torch' for {prec}."
         )
     engines.require(engine)
@@ -176,22 +170,25 @@ def plan(
 ) -> Plan:
     """Decide device, precision, tiling and engine for an image of ``height`` x ``width``.
 
-    ``engine``: "auto" (None: ``NST_ENGINE``, default "auto") runs an untiled fp32 CPU
-    image through the first installed of OpenVINO and onnxruntime, else PyTorch; a named
-    engine is used for every untiled image. A tiled image always runs on PyTorch, whose
-    tiling keeps instance norm's whole-image statistics exact."""
+    ``engine``: "auto" (None: ``NST_ENGINE``, default "auto") runs an untiled CPU image
+    through the first installed of OpenVINO and onnxruntime that runs the precision, else
+    PyTorch; a named engine is used for every untiled image. A tiled image always runs on
+    PyTorch, whose tiling keeps instance norm's whole-image statistics exact. Precision
+    "auto" is the engine's fastest on this CPU (:func:`engines.best_precision`)."""
     asked = engines.check_engine(engine)
     if asked in engines.AUTO_ORDER and device in (None, "auto"):
         device = "cpu"  # a CPU engine asked for by name: "auto" must not pick a GPU
     dev = resolve_device(device)
-    prec = _resolve_precision(precision, dev, asked)
+    candidate = asked
+    if asked == "auto":
+        candidate = engines.auto_engine() if dev.type == "cpu" else "torch"
+    prec = _resolve_precision(precision, dev, candidate)
     if asked in engines.AUTO_ORDER:
         _check_engine_fits(asked, dev, prec)
+    elif candidate != "torch" and prec not in engines.PRECISIONS[candidate]:
+        candidate = "torch"  # "auto" with a precision the engine does not run (fp16)
     side = _tile_side(model, height, width, dev, prec, tile)
-    chosen = asked
-    if asked == "auto":
-        chosen = engines.auto_engine() if dev.type == "cpu" and prec == "fp32" else "torch"
-    return Plan(dev, prec, side, "torch" if side is not None else chosen)
+    return Plan(dev, prec, side, "torch" if side is not None else candidate)
 
 
 # ----------------------------------------------------------------------------- running
@@ -254,7 +251,7 @@ def prepare_runner(model: TransformerNet, p: Plan) -> Runner:
     """What runs images of the size ``p`` was planned for: made once, used for every
     frame of a video (the net is placed or the engine compiled only once)."""
     if p.engine != "torch":
-        return _one_pass(engines.get_engine(model, p.engine).run)
+        return _one_pass(engines.get_engine(model, p.engine, p.precision).run)
     net = _prepare(model, p.device, p.precision)
 
     def run(content: torch.Tensor) -> torch.Tensor:
