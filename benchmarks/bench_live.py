@@ -149,6 +149,18 @@ def stylise_ms(status: str) -> str:
     return found.group(1) if found else "?"
 
 
+def frame_plan(style: str, size: int, width: int, height: int) -> str:
+    """What ``stylize_tensor`` picks for one live frame (engine, precision), as the app's
+    process would (NST_ENGINE and the installed engines apply)."""
+    import zoo
+    from nst.johnson import plan
+
+    long_side = max(width, height)
+    h, w = round(height * size / long_side), round(width * size / long_side)
+    p = plan(zoo.load(style), h, w, device="cpu")
+    return f"{p.engine}, {p.precision}, {w}x{h} px"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--style", default="starry_night")
@@ -169,6 +181,7 @@ def main() -> None:
     base = f"http://127.0.0.1:{port}"
     frames = camera_frames(args.photo, width, height, 60)
     print(f"machine: {summary('cpu')}")
+    print(f"engine for the frames: {frame_plan(args.style, args.size, width, height)}")
     print(
         f"app stream endpoint /live: style {args.style}, live size {args.size} px (camera "
         f"{args.camera} JPEG frames), {args.viewers} viewer(s), {args.seconds:g} s per round"

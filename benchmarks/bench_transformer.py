@@ -15,9 +15,11 @@ should agree to float rounding: the statistics are exact), and the time each tak
 size where the untiled pass fits, for a random width-32 net and the first zoo model found.
 Engines: our PyTorch path, OpenVINO and onnxruntime on the same exported ONNX graph of a
 random net of each --widths, at each --sizes, run in turn within each of --rounds rounds
-(the order rotating, so drift in a busy machine's load reaches all alike): min and
-median seconds, each one's ratio to OpenVINO and to onnxruntime, and its PSNR against
-the PyTorch output. The numbers behind ``engines.AUTO_ORDER``.
+(the order rotating, so drift in a busy machine's load reaches all alike), in fp32 and,
+on CPUs with bf16 arithmetic, bf16: min and median seconds, each one's ratio to OpenVINO
+fp32, to OpenVINO at its own default precision for this CPU, and to onnxruntime, its
+PSNR against the fp32 PyTorch output, and which row engine="auto" picks. The numbers
+behind ``engines.AUTO_ORDER`` and ``engines.best_precision``.
 """
 
 from __future__ import annotations
@@ -190,30 +192,47 @@ def tiling(repeats: int) -> None:
             )
 
 
-def _engine_runners(net: TransformerNet) -> tuple[dict, dict[str, str]]:
-    """{name: run(x) -> y} for torch and each installed engine; {name: why skipped}."""
+#: (label, engine, precision): each row of the engines table. bf16 rows run only on CPUs
+#: with bf16 arithmetic (emulated elsewhere: slower than fp32, not a contender).
+ENGINE_ROWS = (
+    ("torch", "torch", "fp32"),
+    ("torch bf16", "torch", "bf16"),
+    ("openvino", "openvino", "fp32"),
+    ("openvino bf16", "openvino", "bf16"),
+    ("onnxruntime", "onnxruntime", "fp32"),
+)
+
+
+def _engine_runners(net: TransformerNet) -> tuple[dict, dict[str, str], str]:
+    """{label: run(x) -> y} for each row that can run here, {label: why skipped}, and the
+    label of what ``stylize``'s engine="auto", precision="auto" picks."""
+    from nst.hardware import native_bf16_cpu
     from nst.johnson import engines, onnx_export
     from nst.johnson.stylize import plan, prepare_runner
 
-    torch_run = prepare_runner(
-        net, plan(net, 64, 64, device="cpu", precision="fp32", engine="torch")
-    )
-    runners = {"torch": lambda x: torch_run(x, None)}
-    skipped = {}
-    wanted = [name for name in ("openvino", "onnxruntime") if engines.missing(name) is None]
-    for name in ("openvino", "onnxruntime"):
-        if name not in wanted:
-            skipped[name] = engines.missing(name) or ""
-    if wanted:
+    runners, skipped = {}, {}
+    needs_export = any(engines.missing(e) is None for _, e, _ in ENGINE_ROWS if e != "torch")
+    if needs_export:
         start = time.perf_counter()
         data = onnx_export.export_bytes(net)
         print(f"  ONNX export: {time.perf_counter() - start:.1f} s, {len(data) / 2**20:.1f} MiB")
-        for name in wanted:
+    for label, engine, precision in ENGINE_ROWS:
+        if precision == "bf16" and not native_bf16_cpu():
+            skipped[label] = "no bf16 arithmetic on this CPU"
+        elif engines.missing(engine) is not None:
+            skipped[label] = engines.missing(engine) or ""
+        elif engine == "torch":
+            p = plan(net, 64, 64, device="cpu", precision=precision, engine="torch")
+            runners[label] = (lambda r: lambda x: r(x, None))(prepare_runner(net, p))
+        else:
             start = time.perf_counter()
-            engine = engines._CLASSES[name](data)
-            print(f"  {name} compile: {time.perf_counter() - start:.2f} s")
-            runners[name] = engine.run
-    return runners, skipped
+            runners[label] = engines._CLASSES[engine](data, precision).run
+            print(f"  {label} compile: {time.perf_counter() - start:.2f} s")
+    auto = plan(net, 1024, 1024, device="cpu", engine="auto")
+    picked = next(
+        label for label, e, prec in ENGINE_ROWS if (e, prec) == (auto.engine, auto.precision)
+    )
+    return runners, skipped, picked
 
 
 def _engine_versions() -> str:
@@ -226,16 +245,29 @@ def _engine_versions() -> str:
     return ", ".join(found)
 
 
+def _openvino_default() -> str:
+    """The precision OpenVINO runs when not told (bf16 on CPUs with bf16 arithmetic)."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return "-"
+    hint = str(ov.Core().get_property("CPU", "INFERENCE_PRECISION_HINT"))
+    return "bf16" if "bf" in hint.lower() else "fp32"
+
+
 def engines_side_by_side(sizes: list[int], widths: list[int], rounds: int) -> None:
-    """Torch, OpenVINO and onnxruntime on one exported net, alternating over rounds."""
+    """Each engine and precision on one exported net, alternating over rounds."""
     print(f"engines: {_engine_versions()}; {rounds} rounds, {torch.get_num_threads()} threads")
+    default = _openvino_default()
+    print(f"OpenVINO's own default precision on this CPU: {default}")
     for width in widths:
         torch.manual_seed(0)
         net = TransformerNet(TransformerConfig(width=width)).eval()
         print(f"width {width}:")
-        runners, skipped = _engine_runners(net)
+        runners, skipped, picked = _engine_runners(net)
         for name, why in skipped.items():
             print(f"  {name}: skipped ({why})")
+        print(f"  engine='auto' runs: {picked}")
         names = list(runners)
         for size in sizes:
             x = torch.rand(1, 3, size, size)
@@ -247,13 +279,16 @@ def engines_side_by_side(sizes: list[int], widths: list[int], rounds: int) -> No
                     start = time.perf_counter()
                     runners[name](x)
                     times[name].append(time.perf_counter() - start)
-            _print_engine_rows(size, times, quality)
+            default_label = "openvino bf16" if default == "bf16" else "openvino"
+            _print_engine_rows(size, times, quality, picked, default_label)
 
 
-def _print_engine_rows(size: int, times: dict[str, list[float]], quality: dict) -> None:
+def _print_engine_rows(
+    size: int, times: dict[str, list[float]], quality: dict, picked: str, default_label: str
+) -> None:
     print(
-        f"  {size:>5} px {'engine':<12} {'min s':>7} {'median s':>9} "
-        f"{'/openvino':>10} {'/onnxruntime':>13} {'PSNR dB':>8}"
+        f"  {size:>5} px {'engine':<14} {'min s':>7} {'median s':>9} {'/openvino':>10} "
+        f"{'/ov default':>12} {'/onnxruntime':>13} {'PSNR dB':>8}"
     )
     medians = {name: statistics.median(t) for name, t in times.items()}
     for name, t in times.items():
@@ -261,9 +296,10 @@ def _print_engine_rows(size: int, times: dict[str, list[float]], quality: dict) 
         def ratio(other: str, name: str = name) -> str:
             return f"{medians[name] / medians[other]:.2f}x" if other in medians else "-"
 
+        mark = "  <- auto" if name == picked else ""
         print(
-            f"  {'':>8} {name:<12} {min(t):7.3f} {medians[name]:9.3f} "
-            f"{ratio('openvino'):>10} {ratio('onnxruntime'):>13} {quality[name]:8.1f}",
+            f"  {'':>8} {name:<14} {min(t):7.3f} {medians[name]:9.3f} {ratio('openvino'):>10} "
+            f"{ratio(default_label):>12} {ratio('onnxruntime'):>13} {quality[name]:8.1f}{mark}",
             flush=True,
         )
 
