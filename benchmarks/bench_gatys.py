@@ -46,7 +46,7 @@ import torchvision  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
-from nst.hardware import summary  # noqa: E402
+from nst.hardware import matmul_gflops, summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
 from nst.kernels.winograd import TILES, Conv3x3, tile_for  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
@@ -262,15 +262,6 @@ def curve(content: Path, style: Path, config: GatysConfig, stop_below: float | N
     return rows
 
 
-def calibration() -> float:
-    """This machine's fp32 matmul rate right now (GFLOP/s, best of 5 2048^3 products): on
-    a shared VM it drifts by tens of percent, and every timing with it."""
-    a = torch.randn(2048, 2048)
-    a @ a
-    best = min(timed(lambda: a @ a) for _ in range(5))
-    return 2 * 2048**3 / best / 1e9
-
-
 def add_inputs(parser: argparse.ArgumentParser) -> None:
     """--weights, --content and --style, defaulting to the files in ../shared."""
     parser.add_argument(
@@ -306,7 +297,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     print("machine:", machine())
-    print(f"calibration at start: fp32 matmul {calibration():.0f} GFLOP/s")
+    print(f"calibration at start: fp32 matmul {matmul_gflops():.0f} GFLOP/s")
 
     def net(conv: str | None = None) -> torch.nn.Module:
         loss_net = load_loss_network(LAYERS, weights=args.weights, conv=conv)
@@ -322,7 +313,7 @@ def main() -> None:
 
     if args.curve_size > 0:
         loss_curves(args)
-    print(f"\ncalibration at end: fp32 matmul {calibration():.0f} GFLOP/s")
+    print(f"\ncalibration at end: fp32 matmul {matmul_gflops():.0f} GFLOP/s")
 
 
 def plain_vs_ours(args, ours: torch.nn.Module) -> None:

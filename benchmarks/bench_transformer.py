@@ -38,7 +38,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from nst.hardware import summary  # noqa: E402
+from nst.hardware import matmul_gflops, summary  # noqa: E402
 from nst.johnson import (  # noqa: E402
     TransformerConfig,
     TransformerNet,
@@ -64,11 +64,6 @@ def best_time(fn, repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    return 2 * n**3 / best_time(lambda: a @ b, 3) / 1e9
 
 
 def net_gflop(net: TransformerNet, h: int, w: int) -> float:
@@ -97,8 +92,8 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def speed(sizes: list[int], precisions: list[str], repeats: int) -> None:
-    peak32 = matmul_peak(torch.float32)
-    peak16 = matmul_peak(torch.bfloat16, 512)
+    peak32 = matmul_gflops(torch.float32)
+    peak16 = matmul_gflops(torch.bfloat16, 512, repeats=3)
     print(f"matmul peak: fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.1f} GFLOP/s")
     torch.manual_seed(0)
     net = TransformerNet().eval()
