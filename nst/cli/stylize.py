@@ -83,17 +83,18 @@ def resolve_model(name: str) -> TransformerNet:
         ) from exc
 
 
-def _progress_bar() -> tuple[Progress, Callable[[], None]]:
-    """A tqdm bar that appears only once a run turns out to be tiled."""
+def _bar(unit: str, min_total: int) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """A tqdm bar over ``unit``s, drawn at the first update whose total is at least
+    ``min_total`` (total 0: unknown), so a run that never gets there prints nothing."""
     from tqdm import tqdm
 
     state: dict[str, tqdm] = {}
 
     def update(done: int, total: int) -> None:
-        if total <= 1:
+        if total and total < min_total:
             return
         if "bar" not in state:
-            state["bar"] = tqdm(total=total, unit="tile", desc="stylising")
+            state["bar"] = tqdm(total=total or None, unit=unit, desc="stylising")
         state["bar"].n = done
         state["bar"].refresh()
 
@@ -102,26 +103,17 @@ def _progress_bar() -> tuple[Progress, Callable[[], None]]:
             state["bar"].close()
 
     return update, close
+
+
+def _progress_bar() -> tuple[Progress, Callable[[], None]]:
+    """A bar over tiles that appears only once a run turns out to be tiled."""
+    return _bar("tile", min_total=2)
 
 
 def _frame_bar() -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A tqdm bar over the video's frames (total 0: the container does not say), shown
-    from the first frame on, so a file refused at once prints only its error."""
-    from tqdm import tqdm
-
-    state: dict[str, tqdm] = {}
-
-    def update(done: int, total: int) -> None:
-        if "bar" not in state:
-            state["bar"] = tqdm(total=total or None, unit="frame", desc="stylising")
-        state["bar"].n = done
-        state["bar"].refresh()
-
-    def close() -> None:
-        if "bar" in state:
-            state["bar"].close()
-
-    return update, close
+    """A bar over the video's frames (total 0: the container does not say), shown from
+    the first frame on, so a file refused at once prints only its error."""
+    return _bar("frame", min_total=0)
 
 
 def _options(args: argparse.Namespace, tile: int | str | None) -> dict[str, object]:
