@@ -8,8 +8,10 @@
 convs), torchvision's VGG16 cut at relu4_3 run on the stylised batch *and* on the photos,
 Gram matrices by ``bmm``, MSE losses, Adam, fp32, NCHW. ``trainer`` is
 ``train.loop.compute_loss`` with what ``python -m train`` picks for the device (on a CPU:
-fp32, the VGG on the photos only up to relu2_2, Winograd for the VGG's wide layers, the
-one-GEMM Gram backward). ``channels_last``, ``bf16`` and ``compile`` force those on.
+bf16 autocast where the CPU has bf16 arithmetic, else fp32; the VGG on the photos only up
+to relu2_2, Winograd for the VGG's wide layers in fp32, the one-GEMM Gram backward).
+``channels_last``, ``bf16`` and ``compile`` force those on; any other name (``fp32``) is
+the trainer's step in fp32.
 
 Both run the same architecture at the same width, batch and size, in one process, in
 alternation: ``--rounds`` rounds, each timing ``--steps`` steps of every variant after one
@@ -239,8 +241,14 @@ def roofline(args: argparse.Namespace, device: torch.device, best: dict[str, flo
             os.environ["NST_CONV"] = previous
     peak = matmul_gflops()
     print(f"\nroofline: fp32 matmul {peak:.0f} GFLOP/s on this machine now")
+    trainer_bf16 = use_bf16(TrainConfig(precision="auto"), device)
+    peaks = {"baseline": peak, "trainer": peak}
+    if trainer_bf16:  # the trainer's convs run bf16 autocast here: its own peak
+        peaks["trainer"] = matmul_gflops(torch.bfloat16)
+        bf16_rate = peaks["trainer"]
+        print(f"{'':>14}  the trainer runs bf16 autocast: bf16 matmul {bf16_rate:.0f} GFLOP/s")
     for name, gflop in work.items():
-        bound = args.batch_size * peak / gflop
+        bound = args.batch_size * peaks[name] / gflop
         line = f"{name:>14}: {gflop:.0f} GFLOP per step, at most {bound:.2f} images/s at that rate"
         if name in best:
             line += f" (measured best {best[name]:.2f}, {best[name] / bound:.0%} of it)"
