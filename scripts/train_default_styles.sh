@@ -6,7 +6,10 @@
 # network in zoo/models/<id> (the last export: training accumulates across sessions) with
 # the style image at 512 px and style weight 10 (the same objective as the Gatys reference),
 # 128 px crops, Adam 1e-3 decaying to 1e-4, for MINUTES of training time, two
-# single-threaded runs at a time (faster on 2 cores than one run with 2 threads).
+# single-threaded runs at a time (faster on 2 cores than one run with 2 threads). On CPUs
+# with bf16 arithmetic (AVX-512 BF16, AMX) `python -m train` runs bf16 autocast by default,
+# about 1.8x the steps per second of fp32 (benchmarks/bench_train.py); PRECISION=fp32 turns
+# it off.
 #
 #   MINUTES=35 ./scripts/train_default_styles.sh            # all four, two at a time
 #   ONLY="great_wave the_scream" MINUTES=35 ./scripts/...  # a subset
@@ -29,6 +32,7 @@ THREADS="${THREADS:-1}"  # OMP threads per run; 0 = torch's default
 PY="${PY:-.venv/bin/python}"
 ONLY="${ONLY:-}"
 EXTRA="${EXTRA:-}"
+PRECISION="${PRECISION:-auto}"
 INIT="${INIT:-zoo}"  # zoo = the bundled network of the same style; none; or a folder
 VGG="$SHARED/weights/vgg16_imagenet_features.safetensors"
 
@@ -43,7 +47,7 @@ train() {  # id, file, title, painting, artist, year
     args+=(--style "$SHARED/data/styles/$2" --data "$SHARED/data/train" --vgg-weights "$VGG"
       "${init[@]}" --width "$WIDTH" --style-weight "$STYLE_WEIGHT" --lr "$LR" --lr-final "$LR_FINAL"
       --iterations 1000000 --image-size "$SIZE" --batch-size "$BATCH" --style-size "$STYLE_SIZE"
-      --checkpoint-every 50 --keep-checkpoints 1000 --preview-every 200 --progress no
+      --precision "$PRECISION" --checkpoint-every 50 --keep-checkpoints 1000 --preview-every 200 --progress no
       --style-id "$1" --title "$3" --painting "$4" --artist "$5" --year "$6"
       --license "public domain" --dataset "BSDS500 (500 photos)")
   fi
