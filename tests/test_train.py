@@ -22,6 +22,7 @@ from nst.johnson import load_transformer
 from train import checkpoint as ckpt
 from train import data
 from train.__main__ import main
+from train.config import TrainConfig
 from train.export import card_metadata_problems
 
 TINY = [
@@ -316,3 +317,16 @@ def test_lr_final_decays_linearly_over_steps_or_the_time_budget(setup):
 def test_lr_final_above_lr_is_refused(setup, capsys):
     assert main(run_args(setup, setup["tmp"] / "run", "--lr-final", "0.5")) == 2
     assert "--lr-final" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_bf16_autocast_on_cpus_with_bf16_arithmetic(monkeypatch, native) -> None:
+    """Where the CPU does bf16 natively, autocast is about twice fp32's images/s
+    (benchmarks/bench_train.py); elsewhere it is emulated and slower, so fp32."""
+    import train.loop as loop
+
+    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: native)
+    cpu = torch.device("cpu")
+    assert loop.use_bf16(TrainConfig(precision="auto"), cpu) is native
+    assert loop.use_bf16(TrainConfig(precision="fp32"), cpu) is False
+    assert loop.use_bf16(TrainConfig(precision="bf16"), cpu) is True
