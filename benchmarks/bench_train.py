@@ -241,12 +241,11 @@ def roofline(args: argparse.Namespace, device: torch.device, best: dict[str, flo
             os.environ["NST_CONV"] = previous
     peak = matmul_gflops()
     print(f"\nroofline: fp32 matmul {peak:.0f} GFLOP/s on this machine now")
-    trainer_bf16 = use_bf16(TrainConfig(precision="auto"), device)
     peaks = {"baseline": peak, "trainer": peak}
-    if trainer_bf16:  # the trainer's convs run bf16 autocast here: its own peak
+    if use_bf16(TrainConfig(precision="auto"), device):  # its convs run bf16: its own peak
         peaks["trainer"] = matmul_gflops(torch.bfloat16)
-        bf16_rate = peaks["trainer"]
-        print(f"{'':>14}  the trainer runs bf16 autocast: bf16 matmul {bf16_rate:.0f} GFLOP/s")
+        rate = peaks["trainer"]
+        print(f"{'':>14}  the trainer runs bf16 autocast: bf16 matmul {rate:.0f} GFLOP/s")
     for name, gflop in work.items():
         bound = args.batch_size * peaks[name] / gflop
         line = f"{name:>14}: {gflop:.0f} GFLOP per step, at most {bound:.2f} images/s at that rate"

@@ -255,6 +255,7 @@ def engines_side_by_side(sizes: list[int], widths: list[int], rounds: int) -> No
     print(f"engines: {_engine_versions()}; {rounds} rounds, {torch.get_num_threads()} threads")
     default = _openvino_default()
     print(f"OpenVINO's own default precision on this CPU: {default}")
+    default_label = "openvino bf16" if default == "bf16" else "openvino"
     for width in widths:
         torch.manual_seed(0)
         net = TransformerNet(TransformerConfig(width=width)).eval()
@@ -274,7 +275,6 @@ def engines_side_by_side(sizes: list[int], widths: list[int], rounds: int) -> No
                     start = time.perf_counter()
                     runners[name](x)
                     times[name].append(time.perf_counter() - start)
-            default_label = "openvino bf16" if default == "bf16" else "openvino"
             _print_engine_rows(size, times, quality, picked, default_label)
 
 

@@ -3,6 +3,7 @@ model cards)."""
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 
@@ -73,6 +74,7 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
     return dev
 
 
+@functools.cache  # asked on every plan (each live frame); the CPU does not change
 def native_bf16_cpu() -> bool:
     """True on CPUs with bf16 arithmetic (AVX-512 BF16, AMX), where bf16 convs run about
     twice as fast as fp32; elsewhere bf16 is emulated and slower than fp32."""

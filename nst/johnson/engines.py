@@ -41,8 +41,12 @@ ENGINES = ("auto", "torch", "openvino", "onnxruntime")
 #: (benchmarks/bench_transformer.py --engines): OpenVINO 2.1 s, onnxruntime 2.65 s,
 #: PyTorch 3.8 s for a width-32 net; 0.67 / 0.96 / 1.35 s for width 16.
 AUTO_ORDER = ("openvino", "onnxruntime")
-#: The precisions each engine runs; "auto" takes the last one the CPU does natively.
-PRECISIONS = {"openvino": ("fp32", "bf16"), "onnxruntime": ("fp32",)}
+#: The precisions each engine runs (PyTorch's fp16 is for GPUs).
+PRECISIONS = {
+    "torch": ("fp32", "bf16", "fp16"),
+    "openvino": ("fp32", "bf16"),
+    "onnxruntime": ("fp32",),
+}
 #: The pip extra that installs each engine (pyproject.toml).
 EXTRAS = {"openvino": "openvino", "onnxruntime": "onnx"}
 #: Compiled engines kept per process (the app serves a handful of styles).
@@ -54,8 +58,7 @@ FORMAT_VERSION = 1
 def best_precision(engine: str, native_bf16: bool) -> str:
     """The fastest precision ``engine`` ("torch" included) runs on this CPU: bf16 where the
     CPU has bf16 arithmetic and the engine runs it, else fp32 (emulated bf16 is slower)."""
-    runs = PRECISIONS.get(engine, ("fp32", "bf16"))
-    return "bf16" if native_bf16 and "bf16" in runs else "fp32"
+    return "bf16" if native_bf16 and "bf16" in PRECISIONS[engine] else "fp32"
 
 
 class Engine(Protocol):

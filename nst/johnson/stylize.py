@@ -185,7 +185,7 @@ def plan(
     prec = _resolve_precision(precision, dev, candidate)
     if asked in engines.AUTO_ORDER:
         _check_engine_fits(asked, dev, prec)
-    elif candidate != "torch" and prec not in engines.PRECISIONS[candidate]:
+    elif prec not in engines.PRECISIONS[candidate]:
         candidate = "torch"  # "auto" with a precision the engine does not run (fp16)
     side = _tile_side(model, height, width, dev, prec, tile)
     return Plan(dev, prec, side, "torch" if side is not None else candidate)
