@@ -420,7 +420,10 @@ class StyleTransferDemo:
                 verb = "" if step.done else " (running)"
                 if step.done and step.iteration < step.iterations and config.max_seconds:
                     verb = f" (the {config.max_seconds:g} s budget)"
-                label = f"Gatys — {step.iteration} iterations, {_seconds(step.seconds)}{verb}"
+                label = (
+                    f"Gatys — {step.iteration} iterations, {_seconds(step.seconds)}, "
+                    f"{step.precision}{verb}"
+                )
                 name = "gatys.png" if step.done else "gatys_preview.jpg"
                 yield RESULTS.write(image, name), f"**{label}** · {title}"
         except NSTError as exc:

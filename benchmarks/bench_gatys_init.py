@@ -43,8 +43,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
+import torch  # noqa: E402
+
 from benchmarks.gatys_schedule_study import loss_network, objective_layers  # noqa: E402
-from nst.gatys import Evaluation, GatysConfig, gatys_steps  # noqa: E402
+from nst.gatys import PRECISIONS, Evaluation, GatysConfig, gatys_steps, uses_bf16  # noqa: E402
 from nst.hardware import resolve_device, summary  # noqa: E402
 from nst.johnson.model import TransformerNet  # noqa: E402
 from nst.vgg import LossNetwork  # noqa: E402
@@ -228,6 +230,9 @@ def main() -> None:
     parser.add_argument("--objective", choices=("judge", "default"), default="judge")
     parser.add_argument("--uploaded-size", type=int, default=None, help="0 skips (256)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    parser.add_argument(
+        "--precision", choices=PRECISIONS, default="auto", help="the loss network's (auto)"
+    )
     parser.add_argument("--weights", type=Path, default=VGG16)
     parser.add_argument("--write", type=Path, help="also write the results to this .md file")
     parser.add_argument("--quick", action="store_true", help="one pair, 128 px, 20 iterations")
@@ -247,8 +252,14 @@ def main() -> None:
     started = time.perf_counter()
     layers = objective_layers(args.objective)
     base = GatysConfig(
-        iterations=n, scales=1, vgg_weights=str(args.weights), report_every=1, **layers
+        iterations=n,
+        scales=1,
+        vgg_weights=str(args.weights),
+        report_every=1,
+        precision=args.precision,
+        **layers,
     )
+    print(f"precision: {'bf16' if uses_bf16(base, torch.device(device)) else 'fp32'} (every run)")
     net = loss_network(base, args.weights).to(device)
     models = {style: zoo.load(style, device=device, progress=False) for _, style in pairs}
     report = [f"machine: {machine}", f"objective: {args.objective} layers", ""]

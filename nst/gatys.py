@@ -38,7 +38,7 @@ from PIL import Image
 from nst.color import blend, match_colors
 from nst.color import preserve_colors as keep_photo_colors
 from nst.errors import NSTError, UsageError
-from nst.hardware import resolve_device
+from nst.hardware import native_bf16_cpu, resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
 from nst.vgg import LossNetwork, load_loss_network
@@ -50,6 +50,9 @@ CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "color-matched", "noise", "image", "johnson")
+#: "auto": bf16 autocast of the loss network on CPUs with bf16 arithmetic (AVX-512 BF16,
+#: AMX), fp32 elsewhere (GPUs included: not measured there).
+PRECISIONS = ("auto", "fp32", "bf16")
 #: Smallest side of the coarsest stage: below it relu5_1 sees only a few pixels.
 MIN_STAGE_SIDE = 64
 
@@ -112,6 +115,9 @@ class GatysConfig:
     vgg_weights: str | None = None  # path; None = env NST_VGG_WEIGHTS, then the Hub
     arch: str = "vgg16"  # downloaded when no file is given (pinned); a file decides itself
     pooling: str = "max"
+    # The loss network's precision: "auto", "fp32" or "bf16" (autocast; the targets, the
+    # image and L-BFGS stay fp32). See :func:`uses_bf16`.
+    precision: str = "auto"
 
     def validate(self) -> None:
         """Refuse settings that cannot work, with the reason (a UsageError: the caller's
@@ -127,6 +133,8 @@ class GatysConfig:
                 "init='johnson' needs init_model: a trained Johnson net of the style "
                 "(e.g. zoo.load('starry_night')). Styles without one: use init='content'."
             )
+        if self.precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of {PRECISIONS}, not '{self.precision}'.")
         if self.size < MIN_STAGE_SIDE:
             raise UsageError(f"size must be at least {MIN_STAGE_SIDE} px, not {self.size}.")
         if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
@@ -166,6 +174,7 @@ class GatysProgress:
     stage: int = 0  # 0-based coarse-to-fine stage
     size: tuple[int, int] = (0, 0)  # (width, height) of the current stage
     done: bool = False
+    precision: str = "fp32"  # the loss network's: "fp32" or "bf16" (see uses_bf16)
 
 
 @dataclass(frozen=True)
@@ -349,11 +358,13 @@ def gatys_steps(
             stage=stage,
             size=(content_t.shape[-1], content_t.shape[-2]),
             done=done,
+            precision="bf16" if bf16 else "fp32",
         )
 
     ratio = min(content_full.size) / max(content_full.size)
     sizes = stage_sizes(config.size, ratio, config.scales)
     budgets = stage_budgets(config.iterations, sizes, config.coarse_iterations)
+    bf16 = uses_bf16(config, device)
     done_iterations = 0
     image: torch.Tensor | None = None
     parts: dict[str, float] = {}
@@ -399,6 +410,7 @@ def gatys_steps(
                 steps,
                 config.optimizer,
                 lambda x, losses, stage=stage: evaluated(x, losses, stage),
+                bf16,
             )
             stage_done += steps
             done_iterations += steps
@@ -414,6 +426,18 @@ def gatys_steps(
             image.detach(), size=final_content.shape[-2:], mode="bicubic", align_corners=False
         )
     yield report(image, final_content, len(sizes) - 1, done=True)
+
+
+def uses_bf16(config: GatysConfig, device: torch.device) -> bool:
+    """Whether the loss network runs in bf16 autocast.
+
+    "auto" picks it only on CPUs with bf16 arithmetic: there an iteration takes about half
+    the fp32 time and reaches the same loss, judged in fp32 (docs/gatys_precision.md).
+    Elsewhere bf16 is emulated and slower, and on GPUs it has not been measured.
+    """
+    if config.precision != "auto":
+        return config.precision == "bf16"
+    return device.type == "cpu" and native_bf16_cpu()
 
 
 def _out_of_time(config: GatysConfig, clock: _Clock) -> bool:
@@ -487,14 +511,18 @@ def _run_chunk(
     steps: int,
     kind: str,
     evaluated: Callable[[torch.Tensor, dict[str, torch.Tensor]], None],
+    bf16: bool = False,
 ) -> dict[str, float]:
     """``steps`` loss evaluations and updates; returns the last evaluation's losses.
-    ``evaluated(image, losses)`` is told of each evaluation."""
+    ``evaluated(image, losses)`` is told of each evaluation. With ``bf16`` only the loss
+    network runs in bf16 autocast: the Gram matrices and losses are fp32, against fp32
+    targets, and the image, its gradient and L-BFGS stay fp32."""
     last: dict[str, torch.Tensor] = {}
+    network_dtype = torch.bfloat16 if bf16 else None
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad(set_to_none=True)
-        loss, parts = perceptual(image, targets)
+        loss, parts = perceptual(image, targets, network_dtype)
         loss.backward()
         last.update(parts)
         evaluated(image, parts)

@@ -10,6 +10,7 @@ use :class:`PerceptualLoss`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -161,10 +162,23 @@ class PerceptualLoss:
         return {k: v.detach() for k, v in feats.items()}
 
     def __call__(
-        self, output: torch.Tensor, content_targets: Mapping[str, torch.Tensor]
+        self,
+        output: torch.Tensor,
+        content_targets: Mapping[str, torch.Tensor],
+        network_dtype: torch.dtype | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Total loss and its parts (detached, for logs; ``.item()`` them when shown)."""
-        feats = self.net(output, self.layers)
+        """Total loss and its parts (detached, for logs; ``.item()`` them when shown).
+
+        ``network_dtype`` (e.g. ``torch.bfloat16``) runs only the loss network in that
+        autocast; the Gram matrices and the losses are then computed in fp32 outside it.
+        """
+        autocast = (
+            torch.autocast(output.device.type, dtype=network_dtype)
+            if network_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with autocast:
+            feats = self.net(output, self.layers)
         content = sum(
             (
                 content_loss(feats[n].float(), content_targets[n].float())

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nst import gatys as gatys_module
 from nst.cli import main as cli_main
 from nst.color import rgb_to_ycbcr
 from nst.errors import NSTError, UsageError
@@ -19,6 +20,7 @@ from nst.gatys import (
     gatys_steps,
     stage_budgets,
     stage_sizes,
+    uses_bf16,
 )
 from nst.images import load_image, to_tensor
 from nst.vgg import load_loss_network
@@ -175,6 +177,7 @@ def test_two_styles_blend(tiny_net) -> None:
         (dict(size=8), "size"),
         (dict(iterations=0), "iterations"),
         (dict(style_weight=-1.0), "negative"),
+        (dict(precision="fp16"), "precision"),
     ],
 )
 def test_bad_settings_are_refused_clearly(tiny_net, bad: dict, message: str) -> None:
@@ -276,3 +279,43 @@ def test_strength_mixes_the_result_with_the_photo(tiny_net) -> None:
 def test_strength_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(NSTError, match="strength"):
         _config(strength=1.5).validate()
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_precision_auto_is_bf16_only_on_cpus_with_bf16_arithmetic(monkeypatch, native) -> None:
+    monkeypatch.setattr(gatys_module, "native_bf16_cpu", lambda: native)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert uses_bf16(GatysConfig(), cpu) is native
+    assert uses_bf16(GatysConfig(), cuda) is False  # not measured on GPUs: fp32 there
+    assert uses_bf16(GatysConfig(precision="fp32"), cpu) is False
+    assert uses_bf16(GatysConfig(precision="bf16"), cpu) is True
+
+
+def _conv_output_dtypes(net) -> tuple[list[torch.dtype], torch.utils.hooks.RemovableHandle]:
+    seen: list[torch.dtype] = []
+    conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda _m, _i, out: seen.append(out.dtype))
+    return seen, handle
+
+
+def test_bf16_runs_the_loss_network_in_bf16_and_ends_near_the_fp32_result(tiny_net) -> None:
+    finals, dtypes = {}, {}
+    for precision in ("fp32", "bf16"):
+        seen, handle = _conv_output_dtypes(tiny_net)
+        try:
+            config = _config(iterations=30, report_every=30, precision=precision)
+            *_, last = gatys_steps(_photo(), [_stripes()], config, loss_net=tiny_net)
+        finally:
+            handle.remove()
+        assert last.precision == precision
+        finals[precision], dtypes[precision] = last, set(seen)
+    # The optimised image's evaluations ran through the net in bf16; the targets (the
+    # photo's features, the painting's Grams) were computed outside autocast, in fp32.
+    assert dtypes["fp32"] == {torch.float32}
+    assert dtypes["bf16"] == {torch.float32, torch.bfloat16}
+    a = np.asarray(finals["fp32"].image).astype(float)
+    b = np.asarray(finals["bf16"].image).astype(float)
+    assert np.abs(a - b).mean() > 0.01  # a different path, not the same one relabelled
+    fp32_loss, bf16_loss = finals["fp32"].losses["total"], finals["bf16"].losses["total"]
+    assert abs(bf16_loss - fp32_loss) < 0.15 * fp32_loss, (fp32_loss, bf16_loss)
+    assert all(isinstance(v, float) for v in finals["bf16"].losses.values())

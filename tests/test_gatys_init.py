@@ -97,7 +97,11 @@ def test_johnson_init_without_a_net_is_refused() -> None:
 
 
 def test_the_hook_sees_every_evaluation_in_order(tiny_net) -> None:
-    config = _config(size=192, scales=2, iterations=7, coarse_iterations=2, report_every=2)
+    # fp32: in bf16 (precision "auto" on CPUs with bf16 arithmetic) the photo's features
+    # differ from its fp32 targets by rounding, so the first content error is not exactly 0
+    config = _config(
+        size=192, scales=2, iterations=7, coarse_iterations=2, report_every=2, precision="fp32"
+    )
     seen = _record(config, tiny_net)
     assert [e.iteration for e in seen] == list(range(1, 8))
     assert [e.stage for e in seen] == [0, 0, 1, 1, 1, 1, 1]

@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from nst.gatys import GatysConfig, gatys, gatys_steps
+from nst.hardware import native_bf16_cpu
 from nst.images import load_image, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
 from nst.vgg import load_loss_network
@@ -75,3 +76,17 @@ def test_content_init_keeps_content_better_than_noise(pair, config, measure) -> 
         *_, last = gatys_steps(pair[0], [pair[1]], replace(budget, init=init), device="cpu")
         finals[init] = losses(to_tensor(last.image))
     assert finals["content"]["content"] < 0.9 * finals["noise"]["content"], finals
+
+
+@pytest.mark.skipif(not native_bf16_cpu(), reason="bf16 is emulated on this CPU (slow)")
+def test_bf16_reaches_the_fp32_loss_judged_in_fp32(pair, config, measure) -> None:
+    """precision="auto" is bf16 on this CPU: its picture must be as good, scored in fp32."""
+    losses, _, _ = measure
+    budget = replace(config, iterations=40, scales=1, report_every=40)
+    totals = {}
+    for precision in ("fp32", "bf16"):
+        cfg = replace(budget, precision=precision)
+        *_, last = gatys_steps(pair[0], [pair[1]], cfg, device="cpu")
+        parts = losses(to_tensor(last.image))
+        totals[precision] = parts["content"] + cfg.style_weight * parts["style"]
+    assert totals["bf16"] <= 1.05 * totals["fp32"], totals

@@ -94,3 +94,30 @@ def test_gram_backward_matches_autograd_of_the_definition(channels_last: bool) -
     torch.testing.assert_close(x.grad, y.grad)
     assert x.grad.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert torch.autograd.gradcheck(gram_matrix, (f[:1, :3, :2, :2].clone().requires_grad_(True),))
+
+
+def test_network_dtype_lowers_only_the_network_and_keeps_the_losses_fp32() -> None:
+    net = load_loss_network(["relu1_1", "relu2_1"], weights="random", width_divisor=8)
+    content, style = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    grams = blended_gram_targets(net, [style], ["relu1_1", "relu2_1"])
+    loss = PerceptualLoss(net, ["relu2_1"], ["relu1_1", "relu2_1"], grams, LossWeights(style=5.0))
+    targets = loss.content_targets(content)
+    out = torch.rand(1, 3, 32, 32, requires_grad=True)
+    grams_seen: list[torch.dtype] = []
+    original = torch.bmm
+
+    def spy(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        result = original(a, b)
+        grams_seen.append(result.dtype)
+        return result
+
+    exact, _ = loss(out, targets)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(torch, "bmm", spy)
+        lowered, parts = loss(out, targets, network_dtype=torch.bfloat16)
+    assert grams_seen and set(grams_seen) == {torch.float32}  # Grams outside autocast
+    assert lowered.dtype == torch.float32 and all(v.dtype == torch.float32 for v in parts.values())
+    assert lowered.item() != exact.item()  # the network did run in bf16
+    torch.testing.assert_close(lowered, exact, rtol=0.05, atol=0)
+    lowered.backward()
+    assert out.grad is not None and out.grad.dtype == torch.float32

@@ -15,7 +15,15 @@ from tqdm import tqdm
 
 from nst.cli import comma_floats, comma_list
 from nst.errors import NSTError, UsageError
-from nst.gatys import CONTENT_LAYERS, INITS, OPTIMIZERS, STYLE_LAYERS, GatysConfig, gatys_steps
+from nst.gatys import (
+    CONTENT_LAYERS,
+    INITS,
+    OPTIMIZERS,
+    PRECISIONS,
+    STYLE_LAYERS,
+    GatysConfig,
+    gatys_steps,
+)
 from nst.images import save_image
 
 if TYPE_CHECKING:
@@ -67,6 +75,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1 ...")
     parser.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default=defaults.precision,
+        help="the loss network's: auto = bf16 on CPUs with bf16 arithmetic (about 2x faster), "
+        "else fp32",
+    )
+    parser.add_argument(
         "--vgg-weights", help="VGG .safetensors (default: $NST_VGG_WEIGHTS, then the Hub)"
     )
     parser.add_argument("--save-every", type=int, default=0, help="also save every N iterations")
@@ -100,6 +115,7 @@ def config_from_args(args: argparse.Namespace) -> GatysConfig:
         seed=args.seed,
         learning_rate=args.learning_rate,
         pooling=args.pooling,
+        precision=args.precision,
         vgg_weights=args.vgg_weights,
         report_every=args.save_every if args.save_every > 0 else 10,
     )
@@ -157,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
         bar.close()
     assert last is not None
     out = save_image(last.image, args.output)
-    print(f"saved {out} ({last.size[0]}x{last.size[1]}, {last.seconds:.1f} s)")
+    print(f"saved {out} ({last.size[0]}x{last.size[1]}, {last.seconds:.1f} s, {last.precision})")
     return 0
 
 
