@@ -401,6 +401,15 @@ def test_module_builds_a_default_demo() -> None:
     assert app_module.default_config().device in ("cpu", "cuda")
 
 
+@pytest.mark.parametrize("native", [True, False])
+def test_gatys_column_is_bigger_on_cpus_with_bf16_arithmetic(monkeypatch, native) -> None:
+    monkeypatch.setattr(app_module, "_has_cuda", lambda: False)
+    monkeypatch.setattr(app_module, "native_bf16_cpu", lambda: native)
+    config = app_module.default_config()
+    assert config.gatys_size == (app_module.BF16_CPU_GATYS_SIZE if native else 384)
+    assert config.gatys_seconds == 40.0  # the same time budget either way
+
+
 def test_examples_are_copied_for_offline_use(files) -> None:
     photo = str(files["photo"])
     demo = create_app(tiny_config(files["catalogue"], None, examples=((photo, STYLE_ID),)))
