@@ -24,6 +24,22 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+#: CPU flags that change which precision is fast; a benchmark line names those present.
+FAST_PATH_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (from /proc/cpuinfo on Linux; empty elsewhere)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
 def describe(device: torch.device | str, world_size: int = 1) -> str:
     """e.g. '1 x NVIDIA H100 80GB HBM3' or 'CPU: AMD EPYC (2 cores)'."""
     device = torch.device(device)
@@ -50,6 +66,9 @@ def summary(device: torch.device | str = "cpu") -> str:
     """One line for a benchmark's output: CPU, cores, threads, torch, device."""
     env = environment(device)
     capability = torch.backends.cpu.get_cpu_capability()
+    extra = sorted(cpu_flags() & set(FAST_PATH_FLAGS))
+    if extra:
+        capability += ", " + ", ".join(extra)
     return (
         f"{env['cpu']}, {env['cores']} cores ({capability}), torch {env['torch']} "
         f"with {env['torch_threads']} threads, python {env['python']}; device {env['device']}"

@@ -12,6 +12,7 @@ import torch
 from nets import small_transformer
 from PIL import Image
 
+from nst import hardware
 from nst.cli import main
 from nst.errors import NSTError, UsageError
 from nst.hardware import native_bf16_cpu
@@ -224,3 +225,11 @@ def test_cli_engine_option(tmp_path: Path, capsys) -> None:
     capsys.readouterr()
     assert main([*args, "--engine", "onnxruntime", "--precision", "bf16"]) == 2
     assert "fp32 only" in capsys.readouterr().err
+
+
+def test_the_benchmark_line_names_the_bf16_flags_the_cpu_has(monkeypatch) -> None:
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "amx_bf16", "avx512_bf16"})
+    assert "amx_bf16, avx512_bf16)" in hardware.summary("cpu")
+    monkeypatch.setattr(hardware, "cpu_flags", lambda: {"avx2", "fma"})
+    line = hardware.summary("cpu")
+    assert "bf16" not in line and "avx2" not in line  # only the flags that pick a precision
