@@ -27,8 +27,9 @@ LAYER_TOL = 5e-5
 #: difference can flip a ReLU or a max-pool's choice at a near-tie, which moves that
 #: pixel's gradient by O(1): direct fp32 itself is ~1e-3 from float64 on the real VGG16 at
 #: 128x160 for that reason. So gradients are also checked against a float64 reference:
-#: Winograd must be about as close to it as direct fp32 is.
-GRAD_TOL = 1e-3
+#: Winograd must be about as close to it as direct fp32 is. Measured against direct: below
+#: 1e-3 on the AMD dev VMs, 1.13e-3 on a 2-core Xeon with AMX (session 7).
+GRAD_TOL = 2e-3
 ALL_LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
 
 
@@ -214,7 +215,8 @@ def _image(seed: int, stripes: bool) -> Image.Image:
 
 
 def test_short_gatys_run_gives_nearly_the_same_loss() -> None:
-    config = GatysConfig(size=64, iterations=6, report_every=2, scales=1)
+    # fp32: this compares conv modes, and "auto" would run bf16 on CPUs with bf16 arithmetic
+    config = GatysConfig(size=64, iterations=6, report_every=2, scales=1, precision="fp32")
     losses = {}
     for mode in ("direct", "winograd"):
         net = load_loss_network(ALL_LAYERS, weights="random", width_divisor=8, conv=mode)
