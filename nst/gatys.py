@@ -119,6 +119,15 @@ class GatysConfig:
     # image and L-BFGS stay fp32). See :func:`uses_bf16`.
     precision: str = "auto"
 
+    def loss_weights(self) -> LossWeights:
+        """The weights of this run's objective (nst.losses)."""
+        return LossWeights(
+            content=self.content_weight,
+            style=self.style_weight,
+            tv=self.tv_weight,
+            style_layers=self.style_layer_weights,
+        )
+
     def validate(self) -> None:
         """Refuse settings that cannot work, with the reason (a UsageError: the caller's
         settings, not the work, are wrong)."""
@@ -341,12 +350,7 @@ def gatys_steps(
     # channels_last weights make every conv output channels_last, the faster layout for
     # oneDNN and cuDNN; the optimised image itself stays contiguous for L-BFGS.
     net = net.to(device=device, memory_format=torch.channels_last)
-    weights = LossWeights(
-        content=config.content_weight,
-        style=config.style_weight,
-        tv=config.tv_weight,
-        style_layers=config.style_layer_weights,
-    )
+    weights = config.loss_weights()
 
     def report(image: torch.Tensor, content_t: torch.Tensor, stage: int, done: bool = False):
         return GatysProgress(
