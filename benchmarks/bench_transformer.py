@@ -13,8 +13,9 @@ Memory: peak resident set of a fresh process that stylises a 3840x2160 photo wit
 tile="auto". Tiling: PSNR and largest difference of tiled against untiled output (they
 should agree to float rounding: the statistics are exact), and the time each takes, at a
 size where the untiled pass fits, for a random width-32 net and the first zoo model found.
-Engines: our PyTorch path, OpenVINO and onnxruntime on the same exported ONNX graph of a
-random net of each --widths, at each --sizes, run in turn within each of --rounds rounds
+Engines: our PyTorch path, OpenVINO and onnxruntime on the straightforward ONNX export of
+a random net of each --widths (the peers), and the same two engines on the rewritten graph
+that ``stylize`` runs (rows "nst ..."), at each --sizes, run in turn within each of --rounds rounds
 (the order rotating, so drift in a busy machine's load reaches all alike), in fp32 and,
 on CPUs with bf16 arithmetic, bf16: min and median seconds, each one's ratio to OpenVINO
 fp32, to OpenVINO at its own default precision for this CPU, and to onnxruntime, its
@@ -187,14 +188,20 @@ def tiling(repeats: int) -> None:
             )
 
 
-#: (label, engine, precision): each row of the engines table. bf16 rows run only on CPUs
-#: with bf16 arithmetic (emulated elsewhere: slower than fp32, not a contender).
+#: (label, engine, precision, graph): each row of the engines table. The peers run the
+#: straightforward export of the net (its layers as they are: what torch.onnx.export of
+#: the module gives a user); the "nst" rows run the rewritten graph that stylize's engines
+#: run (nst.johnson.inference_graph). bf16 rows run only on CPUs with bf16 arithmetic
+#: (emulated elsewhere: slower than fp32, not a contender).
 ENGINE_ROWS = (
-    ("torch", "torch", "fp32"),
-    ("torch bf16", "torch", "bf16"),
-    ("openvino", "openvino", "fp32"),
-    ("openvino bf16", "openvino", "bf16"),
-    ("onnxruntime", "onnxruntime", "fp32"),
+    ("torch", "torch", "fp32", None),
+    ("torch bf16", "torch", "bf16", None),
+    ("openvino", "openvino", "fp32", "plain"),
+    ("openvino bf16", "openvino", "bf16", "plain"),
+    ("onnxruntime", "onnxruntime", "fp32", "plain"),
+    ("nst openvino", "openvino", "fp32", "rewritten"),
+    ("nst openvino bf16", "openvino", "bf16", "rewritten"),
+    ("nst onnxruntime", "onnxruntime", "fp32", "rewritten"),
 )
 
 
@@ -205,13 +212,16 @@ def _engine_runners(net: TransformerNet) -> tuple[dict, dict[str, str], str]:
     from nst.johnson import engines, onnx_export
     from nst.johnson.stylize import plan, prepare_runner
 
-    runners, skipped = {}, {}
-    needs_export = any(engines.missing(e) is None for _, e, _ in ENGINE_ROWS if e != "torch")
-    if needs_export:
+    runners, skipped, graphs = {}, {}, {}
+    needs_export = any(engines.missing(e) is None for _, e, _, _ in ENGINE_ROWS if e != "torch")
+    for graph in ("plain", "rewritten") if needs_export else ():
         start = time.perf_counter()
-        data = onnx_export.export_bytes(net)
-        print(f"  ONNX export: {time.perf_counter() - start:.1f} s, {len(data) / 2**20:.1f} MiB")
-    for label, engine, precision in ENGINE_ROWS:
+        graphs[graph] = onnx_export.export_bytes(net, rewrite=graph == "rewritten")
+        print(
+            f"  ONNX export, {graph}: {time.perf_counter() - start:.1f} s, "
+            f"{len(graphs[graph]) / 2**20:.1f} MiB"
+        )
+    for label, engine, precision, graph in ENGINE_ROWS:
         if precision == "bf16" and not native_bf16_cpu():
             skipped[label] = "no bf16 arithmetic on this CPU"
         elif engines.missing(engine) is not None:
@@ -221,11 +231,13 @@ def _engine_runners(net: TransformerNet) -> tuple[dict, dict[str, str], str]:
             runners[label] = (lambda r: lambda x: r(x, None))(prepare_runner(net, p))
         else:
             start = time.perf_counter()
-            runners[label] = engines._CLASSES[engine](data, precision).run
+            runners[label] = engines._CLASSES[engine](graphs[graph], precision).run
             print(f"  {label} compile: {time.perf_counter() - start:.2f} s")
     auto = plan(net, 1024, 1024, device="cpu", engine="auto")
     picked = next(
-        label for label, e, prec in ENGINE_ROWS if (e, prec) == (auto.engine, auto.precision)
+        label
+        for label, e, prec, graph in ENGINE_ROWS
+        if (e, prec) == (auto.engine, auto.precision) and graph in (None, "rewritten")
     )
     return runners, skipped, picked
 
@@ -282,7 +294,7 @@ def _print_engine_rows(
     size: int, times: dict[str, list[float]], quality: dict, picked: str, default_label: str
 ) -> None:
     print(
-        f"  {size:>5} px {'engine':<14} {'min s':>7} {'median s':>9} {'/openvino':>10} "
+        f"  {size:>5} px {'engine':<18} {'min s':>7} {'median s':>9} {'/openvino':>10} "
         f"{'/ov default':>12} {'/onnxruntime':>13} {'PSNR dB':>8}"
     )
     medians = {name: statistics.median(t) for name, t in times.items()}
@@ -293,7 +305,7 @@ def _print_engine_rows(
 
         mark = "  <- auto" if name == picked else ""
         print(
-            f"  {'':>8} {name:<14} {min(t):7.3f} {medians[name]:9.3f} {ratio('openvino'):>10} "
+            f"  {'':>8} {name:<18} {min(t):7.3f} {medians[name]:9.3f} {ratio('openvino'):>10} "
             f"{ratio(default_label):>12} {ratio('onnxruntime'):>13} {quality[name]:8.1f}{mark}",
             flush=True,
         )

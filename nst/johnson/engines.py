@@ -51,8 +51,9 @@ PRECISIONS = {
 EXTRAS = {"openvino": "openvino", "onnxruntime": "onnx"}
 #: Compiled engines kept per process (the app serves a handful of styles).
 MAX_CACHED = 8
-#: Part of the cache key: bump when ExportableNet or the export settings change.
-FORMAT_VERSION = 1
+#: Part of the cache key: bump when the exported graph or the export settings change
+#: (2: the rewritten graph of nst.johnson.inference_graph).
+FORMAT_VERSION = 2
 
 
 def best_precision(engine: str, native_bf16: bool) -> str:
