@@ -264,10 +264,48 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
     # named, but an absolute path stays off the card
     assert f"Warm start: from the weights of `{source.name}`" in card and str(source) not in card
 
-    wider = setup["tmp"] / "wider"
-    assert main(run_args(setup, wider, "--init-from", str(source), "--width", "16")) == 1
+    odd = setup["tmp"] / "odd"
+    assert main(run_args(setup, odd, "--init-from", str(source), "--width", "12")) == 1
     err = capsys.readouterr().err
-    assert "--init-from" in err and "width 8" in err and "width 16" in err
+    assert "--init-from" in err and "width 8" in err and "width 12" in err and "multiple" in err
+    assert not (odd / "checkpoints").exists()
+
+
+def test_init_from_a_narrower_net_widens_it_into_the_same_function(setup):
+    first = setup["tmp"] / "first"
+    assert main(run_args(setup, first, "--export", "no")) == 0
+    source = ckpt.latest_checkpoint(first).path
+    out = setup["tmp"] / "wider"
+    extra = ("--lr", "1e-12", "--export", "no", "--init-from", str(source), "--width", "16")
+    assert main(run_args(setup, out, *extra)) == 0
+    wider, given = load_transformer(ckpt.latest_checkpoint(out).path), load_transformer(source)
+    assert (wider.config.width, given.config.width) == (16, 8)
+    photo = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        difference = (wider(photo) - given(photo)).abs()
+    # The same function but for the symmetry-breaking noise (train.widen.SYMMETRY_NOISE:
+    # 53 dB from the source on a zoo net; a tiny random net averages fewer copies).
+    assert difference.mean() < 0.02
+    with torch.no_grad():
+        assert (given(photo) - photo).abs().mean() > 0.1  # while the net itself does a lot
+    assert wider.config.training["warm_start"]["widened_from"] == 8
+    # The copies of a channel are not identical (else they would train identically).
+    first_conv = wider.encoder[0][0][1].weight
+    assert not torch.equal(first_conv[:8], first_conv[8:])
+
+
+def test_widening_is_exact_without_noise() -> None:
+    from nets import small_transformer
+
+    from nst.johnson import TransformerConfig, TransformerNet
+    from train.widen import widen_into
+
+    narrow = small_transformer(width=4)
+    wide = TransformerNet(TransformerConfig(width=12, residual_blocks=2)).eval()
+    widen_into(wide, narrow, noise=0.0)
+    photo = torch.rand(2, 3, 37, 29)
+    with torch.no_grad():
+        assert (wide(photo) - narrow(photo)).abs().max() < 1e-5
 
 
 def test_val_count_zero_trains_without_validation(setup):

@@ -39,6 +39,7 @@ from train.distributed import (
 )
 from train.export import export_run, style_metadata, training_metadata, warm_start_record
 from train.metrics import RunLogs
+from train.widen import check_widenable, widen_into
 
 RUN_CONFIG_NAME = "run.json"
 
@@ -92,20 +93,20 @@ def build_model(config: TrainConfig) -> TransformerNet:
     if config.init_from:
         source = _initialise_from(model, config.init_from)
         model.config.training["warm_start"] = warm_start_record(source.config.training)
+        if source.config.width != model.config.width:
+            model.config.training["warm_start"]["widened_from"] = source.config.width
     return model
 
 
 def _initialise_from(model: TransformerNet, path: str) -> TransformerNet:
-    """Copy the weights of a trained network of the same shape (warm start)."""
+    """Copy the weights of a trained network of the same shape (warm start), or widen a
+    narrower one into this run's width (train.widen: the same function to start from)."""
     source = load_transformer(path)
-    mine, theirs = model.config, source.config
-    if (mine.width, mine.residual_blocks) != (theirs.width, theirs.residual_blocks):
-        raise NSTError(
-            f"--init-from '{path}' is a width {theirs.width}, {theirs.residual_blocks}-block "
-            f"network; this run builds width {mine.width}, {mine.residual_blocks} blocks. "
-            "Pass the same --width and --residual-blocks, or leave --init-from out."
-        )
-    model.load_state_dict(source.state_dict())
+    check_widenable(source, model, path)
+    if source.config.width == model.config.width:
+        model.load_state_dict(source.state_dict())
+    else:
+        widen_into(model, source)
     return source
 
 
