@@ -137,9 +137,11 @@ def test_add_style_bundled_writes_preview_and_loads(tmp_path: Path) -> None:
     assert not loaded.training and same_output(loaded, model)
     assert zoo.load("waves", catalogue=catalogue) is loaded  # cached in-process
 
-    # Re-adding the same id replaces the entry instead of listing it twice.
+    # Re-adding the same id replaces the entry in its place instead of listing it twice.
+    other = {**entry, "id": "later", "title": "Later"}
+    zoo.add_style(other, catalogue, source_image=painting)
     zoo.add_style({**entry, "title": "New title"}, catalogue)
-    assert [s.title for s in zoo.list_styles(catalogue)] == ["New title"]
+    assert [s.title for s in zoo.list_styles(catalogue)] == ["New title", "Later"]
 
 
 @pytest.mark.parametrize(

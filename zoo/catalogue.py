@@ -244,7 +244,8 @@ def add_style(
     *,
     source_image: str | os.PathLike | None = None,
 ) -> None:
-    """Add ``entry`` to the catalogue (replacing one with the same id) and write it atomically.
+    """Add ``entry`` to the catalogue (replacing one with the same id, in its place) and write
+    it atomically.
 
     With ``source_image`` (the painting), a downscaled preview is written to
     ``previews/<id>.jpg`` next to the catalogue and ``entry["preview"]`` is set to it.
@@ -281,6 +282,11 @@ def add_style(
             "source_image= (the painting) to have one written."
         )
     with _write_lock:
-        styles = [e.to_dict() for e in read_catalogue(path) if e.id != style]
-        styles.append(checked.to_dict())
+        styles = [e.to_dict() for e in read_catalogue(path)]
+        ids = [s["id"] for s in styles]
+        # A replaced style keeps its place: the list's order is the app's order.
+        if style in ids:
+            styles[ids.index(style)] = checked.to_dict()
+        else:
+            styles.append(checked.to_dict())
         _write_json_atomically(path, {"styles": styles})
