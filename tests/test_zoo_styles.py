@@ -22,15 +22,16 @@ from nst.judge import Judge, judge_network
 PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "dog.jpg", "kodim08_town_houses.png")
 SIZE = 512
 BUNDLED = [s for s in zoo.list_styles() if s.is_bundled]
-#: Bounds from the values measured on the bundled styles, with a margin: style error over
-#: the photo's own, mean per style 0.11-0.24 in session 7 (docs/zoo_quality.md; session 6:
-#: 0.14-0.27, each photo up to 0.29; session 4's styles: 0.17-0.32; the first CPU styles:
-#: about 0.5); content error over the painting's 0.42-0.75 in session 6 (these styles paint
-#: over much of the photo); total steps 7299-12534.
-MAX_MEAN_STYLE_RATIO = 0.28
-MAX_STYLE_RATIO = 0.34
+#: Bounds from the values this test measured on the bundled styles in session 11, with a
+#: margin: style error over the photo's own, mean per style 0.10-0.21 and up to 0.245 on one
+#: photo (docs/zoo_quality.md, judged against the full-size painting, has 0.09-0.23; session
+#: 7: 0.11-0.24; session 4's styles: 0.17-0.32; the first CPU styles: about 0.5); content
+#: error over the painting's 0.40-0.70 (these styles paint over much of the photo); total
+#: steps 12534-28329.
+MAX_MEAN_STYLE_RATIO = 0.26
+MAX_STYLE_RATIO = 0.30
 MAX_CONTENT_VS_PAINTING = 0.85
-MIN_TOTAL_STEPS = 7000
+MIN_TOTAL_STEPS = 12000
 
 
 def test_the_zoo_ships_at_least_four_default_styles() -> None:
