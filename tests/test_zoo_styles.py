@@ -22,12 +22,9 @@ from nst.judge import Judge, judge_network
 PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "dog.jpg", "kodim08_town_houses.png")
 SIZE = 512
 BUNDLED = [s for s in zoo.list_styles() if s.is_bundled]
-#: Bounds from the values this test measured on the bundled styles in session 11, with a
-#: margin: style error over the photo's own, mean per style 0.10-0.21 and up to 0.245 on one
-#: photo (docs/zoo_quality.md, judged against the full-size painting, has 0.09-0.23; session
-#: 7: 0.11-0.24; session 4's styles: 0.17-0.32; the first CPU styles: about 0.5); content
-#: error over the painting's 0.40-0.70 (these styles paint over much of the photo); total
-#: steps 12534-28329.
+#: Bounds: what this test measured on the bundled styles, with a margin (the measured values
+#: are in the README's Style zoo section). Content is over the painting's own content error:
+#: these styles paint over much of the photo.
 MAX_MEAN_STYLE_RATIO = 0.26
 MAX_STYLE_RATIO = 0.30
 MAX_CONTENT_VS_PAINTING = 0.85
