@@ -12,7 +12,10 @@ Pairs: the four zoo styles' own paintings, each with a held-out photo (not in
 2. johnson: the same optimisation started from the zoo net's output (``init="johnson"``);
    it stops at the first evaluation whose loss is at most L100. Its seconds include the
    Johnson forward pass (it runs inside ``gatys_steps``, after the clock starts).
-   Goal: reach L100 in at most a third of T100.
+   Goal: reach L100 in at most a third of T100. Also printed: the plain iteration whose
+   loss the net's output already has (what the net is "worth" in Gatys iterations;
+   Johnson et al. 2016 report 50-100 for theirs), and both runs' loss after a third of
+   the iterations.
 
 Then, at ``--uploaded-size``, the starts for a painting without a net: photo (= plain),
 colour-matched photo (``init="color-matched"``) and white noise, each for ``--iterations``:
@@ -115,6 +118,11 @@ class PairResult:
     start_ratio: float  # the Johnson start's loss / L100
     johnson_iterations: int | None
     johnson_seconds: float | None
+    # The plain run's first iteration at least as good as the net's output: what the net
+    # is "worth" in Gatys iterations (Johnson et al. report 50-100 for theirs).
+    worth_iterations: int | None
+    plain_at_third: float  # plain loss / L100 after a third of the iterations
+    johnson_at_third: float | None  # the same from the net's output; None if it stopped first
 
     @property
     def ratio(self) -> float | None:
@@ -135,6 +143,7 @@ def johnson_vs_plain(
     johnson_cfg = replace(base, init="johnson", init_model=model)
     johnson = run_curve(photo, painting, johnson_cfg, net, device, stop_at=l100)
     at = johnson.first_reaching(l100)
+    third = max(1, n // 3)
     result = PairResult(
         label=f"{photo.stem} x {painting.stem}",
         t100=t100,
@@ -142,6 +151,11 @@ def johnson_vs_plain(
         start_ratio=johnson.losses[0] / l100,
         johnson_iterations=at,
         johnson_seconds=None if at is None else johnson.seconds[at - 1],
+        worth_iterations=plain.first_reaching(johnson.losses[0]),
+        plain_at_third=plain.losses[third - 1] / l100,
+        johnson_at_third=(
+            johnson.losses[third - 1] / l100 if len(johnson.losses) >= third else None
+        ),
     )
     return result, plain
 
@@ -154,9 +168,13 @@ def print_pair(r: PairResult, n: int) -> None:
             f"{r.johnson_seconds:6.1f} s ({r.johnson_iterations} it), ratio {r.ratio:.3f}"
             f"{' ok' if r.ratio is not None and r.ratio <= 1 / 3 else ' OVER 1/3'}"
         )
+    third = max(1, n // 3)
+    worth = "-" if r.worth_iterations is None else str(r.worth_iterations)
+    johnson_third = "-" if r.johnson_at_third is None else f"{r.johnson_at_third:.3f}"
     print(
         f"  {r.label:38s} T{n} {r.t100:6.1f} s, L{n} {r.l100:.4f}; johnson start at "
-        f"{r.start_ratio:.2f} x L{n}; to L{n}: {reached}",
+        f"{r.start_ratio:.2f} x L{n} (= plain iteration {worth}); to L{n}: {reached}; "
+        f"at iteration {third}: plain {r.plain_at_third:.3f}, johnson {johnson_third} x L{n}",
         flush=True,
     )
 
