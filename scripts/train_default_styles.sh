@@ -21,6 +21,7 @@ cd "$(dirname "$0")/.."
 SHARED="${SHARED:-../shared}"
 MINUTES="${MINUTES:-35}"
 SIZE="${SIZE:-128}"
+PHOTO_SIZE="${PHOTO_SIZE:-}"  # --photo-size: empty = the crop size (whole photos)
 STYLE_SIZE="${STYLE_SIZE:-512}"
 BATCH="${BATCH:-4}"
 WIDTH="${WIDTH:-16}"
@@ -47,6 +48,7 @@ train() {  # id, file, title, painting, artist, year
     args+=(--style "$SHARED/data/styles/$2" --data "$SHARED/data/train" --vgg-weights "$VGG"
       "${init[@]}" --width "$WIDTH" --style-weight "$STYLE_WEIGHT" --lr "$LR" --lr-final "$LR_FINAL"
       --iterations 1000000 --image-size "$SIZE" --batch-size "$BATCH" --style-size "$STYLE_SIZE"
+      ${PHOTO_SIZE:+--photo-size "$PHOTO_SIZE"}
       --precision "$PRECISION" --checkpoint-every 50 --keep-checkpoints 1000 --preview-every 200 --progress no
       --style-id "$1" --title "$3" --painting "$4" --artist "$5" --year "$6"
       --license "public domain" --dataset "BSDS500 (500 photos)")

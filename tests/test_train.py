@@ -230,6 +230,32 @@ def test_data_order_is_a_function_of_seed_and_position(tmp_path):
     assert batches == [[15, 16, 17], [21, 22, 23]]  # (step * world + rank) * batch
 
 
+def test_photo_size_crops_photos_at_that_scale_instead_of_squashing_them(tmp_path):
+    photo = load_image(make_photos(tmp_path / "photos", count=1) / "photo_00.jpg")  # 56 x 44
+    squashed = data.crop(photo, 32, None)  # the whole photo's height in the crop
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    scaled = data.crop(photo, 32, rng_a, photo_size=44)  # the photo at its own size
+    assert squashed.size == scaled.size == (32, 32)
+    # the crop is a window of the unscaled photo, at the position the rng picks
+    left, top = int(rng_b.integers(0, 56 - 32 + 1)), int(rng_b.integers(0, 44 - 32 + 1))
+    assert np.array_equal(
+        np.asarray(scaled), np.asarray(photo.crop((left, top, left + 32, top + 32)))
+    )
+    assert not np.array_equal(np.asarray(squashed), np.asarray(scaled))
+    dataset = data.CropDataset([tmp_path / "photos" / "photo_00.jpg"], 32, seed=0, photo_size=44)
+    assert dataset[0].shape == (3, 32, 32)
+    centre = data.load_validation([tmp_path / "photos" / "photo_00.jpg"], 32, photo_size=44)
+    assert torch.equal(centre[0], to_tensor(photo.crop((12, 6, 44, 38)))[0])
+
+
+def test_photo_size_is_recorded_and_must_hold_a_crop(setup, capsys):
+    out = setup["tmp"] / "run"
+    assert main(run_args(setup, out, "--photo-size", "40", "--export", "yes")) == 0
+    assert load_transformer(out / "export").config.training["photo_size"] == 40
+    assert main(run_args(setup, setup["tmp"] / "run2", "--photo-size", "16")) == 2
+    assert "--photo-size 16 must be at least the crop size" in capsys.readouterr().err
+
+
 def test_epochs_set_the_number_of_steps(setup):
     out = setup["tmp"] / "run"
     # 8 photos, 2 held out for validation: 1 epoch of 6 photos at batch 2 = 3 steps

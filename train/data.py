@@ -49,9 +49,15 @@ def resize_short_side(img: Image.Image, side: int) -> Image.Image:
     return img if size == img.size else img.resize(size, Image.Resampling.BILINEAR)
 
 
-def crop(img: Image.Image, side: int, rng: np.random.Generator | None) -> Image.Image:
-    """A ``side`` x ``side`` crop: random with ``rng``, centred without."""
-    img = resize_short_side(img, side)
+def crop(
+    img: Image.Image, side: int, rng: np.random.Generator | None, photo_size: int | None = None
+) -> Image.Image:
+    """A ``side`` x ``side`` crop: random with ``rng``, centred without.
+
+    The photo is first scaled so its short side is ``photo_size`` (None: ``side``, the
+    whole photo squashed into the crop, as in Johnson et al.). A ``photo_size`` near the
+    short side of the pictures the net will stylise shows it content at that scale."""
+    img = resize_short_side(img, photo_size or side)
     w, h = img.size
     if rng is None:
         left, top = (w - side) // 2, (h - side) // 2
@@ -63,9 +69,12 @@ def crop(img: Image.Image, side: int, rng: np.random.Generator | None) -> Image.
 class CropDataset(torch.utils.data.Dataset):
     """Indexed by global sample position; returns a (3, S, S) float tensor in [0, 1]."""
 
-    def __init__(self, files: Sequence[Path], image_size: int, seed: int):
+    def __init__(
+        self, files: Sequence[Path], image_size: int, seed: int, photo_size: int | None = None
+    ):
         self.files = list(files)
         self.image_size = image_size
+        self.photo_size = photo_size
         self.seed = seed
         self._perm_epoch = -1
         self._perm = np.arange(0)
@@ -96,7 +105,7 @@ class CropDataset(torch.utils.data.Dataset):
                 self._bad.add(i)
                 warnings.warn(f"skipping a training image: {exc}", stacklevel=2)
                 continue
-            return to_tensor(crop(img, self.image_size, rng))[0]
+            return to_tensor(crop(img, self.image_size, rng, self.photo_size))[0]
         raise NSTError(f"None of the {len(self.files)} images in the data folder can be read.")
 
 
@@ -143,12 +152,15 @@ def split_validation(files: list[Path], count: int) -> tuple[list[Path], list[Pa
     return files, files[:count]
 
 
-def load_validation(files: Sequence[Path], image_size: int) -> torch.Tensor:
-    """Centre crops of the validation photos, (N, 3, S, S); bad files skipped with a warning."""
+def load_validation(
+    files: Sequence[Path], image_size: int, photo_size: int | None = None
+) -> torch.Tensor:
+    """Centre crops of the validation photos, (N, 3, S, S), at the training crops' scale;
+    bad files skipped with a warning."""
     crops = []
     for path in files:
         try:
-            crops.append(to_tensor(crop(load_image(path), image_size, None))[0])
+            crops.append(to_tensor(crop(load_image(path), image_size, None, photo_size))[0])
         except NSTError as exc:
             warnings.warn(f"skipping a validation image: {exc}", stacklevel=2)
     if not crops:

@@ -66,6 +66,7 @@ def training_metadata(config: TrainConfig) -> dict[str, object]:
     keys = (
         "iterations",
         "image_size",
+        "photo_size",
         "batch_size",
         "style_size",
         "lr",
@@ -93,6 +94,7 @@ def warm_start_record(source_training: dict[str, Any]) -> dict[str, Any]:
         "steps": int(steps or 0),
         "train_seconds": source_training.get("total_train_seconds"),  # None: not recorded
         "image_size": source_training.get("image_size"),
+        "photo_size": source_training.get("photo_size"),
         "style_size": source_training.get("style_size"),
     }
 

@@ -275,14 +275,16 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
     train_files, val_files = _split_files(config)
     iterations = _iterations(config, len(train_files), ranks.world)
     # --val-count 0: no validation photos, so no previews or validation losses.
-    photos = data.load_validation(val_files, config.image_size).to(device) if val_files else None
+    photos = None
+    if val_files:
+        photos = data.load_validation(val_files, config.image_size, config.photo_size).to(device)
     run = _start(config, resume, ranks, photos)
     wrapped = wrap_for_ranks(run.model, ranks)
     if config.compile:
         wrapped = torch.compile(wrapped)
     workers = config.workers if config.workers >= 0 else (4 if device.type == "cuda" else 0)
     loader = data.make_loader(
-        data.CropDataset(train_files, config.image_size, config.seed),
+        data.CropDataset(train_files, config.image_size, config.seed, config.photo_size),
         run.step,
         iterations,
         config.batch_size,
@@ -295,7 +297,9 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
         _tqdm_write(
             f"training '{config.style_id}' on {describe(device, ranks.world)}: steps "
             f"{run.step}..{iterations}, {len(train_files)} photos, batch {config.batch_size} x "
-            f"{ranks.world}, {config.image_size} px, {'bf16' if run.bf16 else 'fp32'}"
+            f"{ranks.world}, {config.image_size} px"
+            f"{f' crops of photos at {config.photo_size} px' if config.photo_size else ''}, "
+            f"{'bf16' if run.bf16 else 'fp32'}"
             f"{', channels_last' if run.channels_last else ''}"
         )
         if run.step == 0:
