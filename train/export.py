@@ -236,7 +236,9 @@ def model_card(
         samples=[{"stem": Path(s).stem, "path": s} for s in samples],
         name=repo_id or "PATH_OR_REPO",
         hyper=[
-            (k, json.dumps(v)) for k, v in hyper.items() if k not in ("init_from", "warm_start")
+            (k, json.dumps(v))
+            for k, v in hyper.items()
+            if k not in ("init_from", "warm_start") and v is not None  # None: not set
         ],
         dataset=dataset,
         hardware=state.get("hardware", "unknown"),
