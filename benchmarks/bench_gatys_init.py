@@ -110,6 +110,11 @@ def run_curve(
     return curve
 
 
+def a_third(iterations: int) -> int:
+    """The iteration at which the goal (L100 in a third of T100) is checked."""
+    return max(1, iterations // 3)
+
+
 @dataclass(frozen=True)
 class PairResult:
     label: str
@@ -143,7 +148,7 @@ def johnson_vs_plain(
     johnson_cfg = replace(base, init="johnson", init_model=model)
     johnson = run_curve(photo, painting, johnson_cfg, net, device, stop_at=l100)
     at = johnson.first_reaching(l100)
-    third = max(1, n // 3)
+    third = a_third(n)
     result = PairResult(
         label=f"{photo.stem} x {painting.stem}",
         t100=t100,
@@ -168,7 +173,7 @@ def print_pair(r: PairResult, n: int) -> None:
             f"{r.johnson_seconds:6.1f} s ({r.johnson_iterations} it), ratio {r.ratio:.3f}"
             f"{' ok' if r.ratio is not None and r.ratio <= 1 / 3 else ' OVER 1/3'}"
         )
-    third = max(1, n // 3)
+    third = a_third(n)
     worth = "-" if r.worth_iterations is None else str(r.worth_iterations)
     johnson_third = "-" if r.johnson_at_third is None else f"{r.johnson_at_third:.3f}"
     print(
