@@ -8,10 +8,13 @@
 convs), torchvision's VGG16 cut at relu4_3 run on the stylised batch *and* on the photos,
 Gram matrices by ``bmm``, MSE losses, Adam, fp32, NCHW. ``trainer`` is
 ``train.loop.compute_loss`` with what ``python -m train`` picks for the device (on a CPU:
-bf16 autocast where the CPU has bf16 arithmetic, else fp32; the VGG on the photos only up
-to relu2_2, Winograd for the VGG's wide layers in fp32, the one-GEMM Gram backward).
-``channels_last``, ``bf16`` and ``compile`` force those on; any other name (``fp32``) is
-the trainer's step in fp32.
+bf16 autocast where the CPU has bf16 arithmetic, else fp32; channels_last where the CPU
+has AMX and the step runs bf16; the VGG on the photos only up to relu2_2, Winograd for the
+VGG's wide layers in fp32, the one-GEMM Gram backward). ``channels_last`` and ``bf16``
+force those on; ``compile`` is ``python -m train --compile yes --channels-last on`` (the
+trainer's precision, channels_last, the transformer through ``torch.compile``: what
+``scripts/train_default_styles.sh`` runs); any other name (``fp32``) is the trainer's step
+in fp32.
 
 Both run the same architecture at the same width, batch and size, in one process, in
 alternation: ``--rounds`` rounds, each timing ``--steps`` steps of every variant after one
@@ -186,7 +189,7 @@ def trainer_step(name: str, args: argparse.Namespace, device: torch.device) -> C
     model: nn.Module = TransformerNet(TransformerConfig(width=args.width)).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     config = TrainConfig(precision="auto", channels_last="auto")
-    bf16 = name == "bf16" or (name == "trainer" and use_bf16(config, device))
+    bf16 = name == "bf16" or (name in ("trainer", "compile") and use_bf16(config, device))
     cl = name in ("channels_last", "compile") or (
         name == "trainer" and use_channels_last(config, device)
     )

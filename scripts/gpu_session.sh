@@ -48,7 +48,7 @@ for id in starry_night great_wave the_scream composition_vii; do
     echo "time budget spent: $id and later styles skipped" | tee -a "$OUT/device.txt"
     break
   fi
-  SHARED=gpu_carry PY="$PY" ONLY="$id" JOBS=1 THREADS=0 MINUTES="${MINUTES:-1.8}" \
+  SHARED=gpu_carry PY="$PY" ONLY="$id" JOBS=1 THREADS=0 MINUTES="${MINUTES:-1.8}" COMPILE=no \
     SIZE="${SIZE:-256}" STYLE_SIZE="${STYLE_SIZE:-512}" WIDTH=16 \
     bash scripts/train_default_styles.sh 2>&1 | tail -n 3 | tee -a "$OUT/train.log"
 done

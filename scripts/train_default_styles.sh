@@ -9,7 +9,9 @@
 # single-threaded runs at a time (faster on 2 cores than one run with 2 threads). On CPUs
 # with bf16 arithmetic (AVX-512 BF16, AMX) `python -m train` runs bf16 autocast by default,
 # about 1.8x the steps per second of fp32 (benchmarks/bench_train.py); PRECISION=fp32 turns
-# it off.
+# it off. COMPILE=yes (the default) runs the transformer through torch.compile: about 40 s
+# to compile at the start of each run, then 1.1-1.6x the uncompiled images/s on the AMX Xeon
+# (bench_train.py's compile variant); COMPILE=no for short runs.
 #
 #   MINUTES=35 ./scripts/train_default_styles.sh            # all four, two at a time
 #   ONLY="great_wave the_scream" MINUTES=35 ./scripts/...  # a subset
@@ -34,6 +36,7 @@ PY="${PY:-.venv/bin/python}"
 ONLY="${ONLY:-}"
 EXTRA="${EXTRA:-}"
 PRECISION="${PRECISION:-auto}"
+COMPILE="${COMPILE:-yes}"
 INIT="${INIT:-zoo}"  # zoo = the bundled network of the same style; none; or a folder
 VGG="$SHARED/weights/vgg16_imagenet_features.safetensors"
 
@@ -41,7 +44,7 @@ train() {  # id, file, title, painting, artist, year
   local init=()
   if [ "$INIT" = zoo ]; then init=(--init-from "zoo/models/$1");
   elif [ "$INIT" != none ]; then init=(--init-from "$INIT"); fi
-  local args=(--max-minutes "$MINUTES")
+  local args=(--max-minutes "$MINUTES" --compile "$COMPILE")
   if [ -f "runs/$1/run.json" ]; then
     args+=(--resume)
   else

@@ -394,3 +394,19 @@ def test_precision_auto_is_bf16_autocast_on_cpus_with_bf16_arithmetic(monkeypatc
     assert loop.use_bf16(TrainConfig(precision="auto"), cpu) is native
     assert loop.use_bf16(TrainConfig(precision="fp32"), cpu) is False
     assert loop.use_bf16(TrainConfig(precision="bf16"), cpu) is True
+
+
+@pytest.mark.parametrize(("amx", "bf16"), [(True, True), (True, False), (False, True)])
+def test_channels_last_auto_is_on_for_bf16_training_on_amx_cpus(monkeypatch, amx, bf16) -> None:
+    """On AMX, oneDNN's bf16 convs run much faster channels_last than NCHW
+    (benchmarks/bench_train.py); without AMX, or in fp32, NCHW stays the default."""
+    import train.loop as loop
+
+    monkeypatch.setattr(loop, "amx_cpu", lambda: amx)
+    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: bf16)
+    cpu = torch.device("cpu")
+    assert loop.use_channels_last(TrainConfig(channels_last="auto"), cpu) is (amx and bf16)
+    fp32 = TrainConfig(channels_last="auto", precision="fp32")
+    assert loop.use_channels_last(fp32, cpu) is False
+    assert loop.use_channels_last(TrainConfig(channels_last="off"), cpu) is False
+    assert loop.use_channels_last(TrainConfig(channels_last="on"), cpu) is True

@@ -21,7 +21,7 @@ import torch
 
 from nst.errors import NSTError
 from nst.files import atomic_write_text
-from nst.hardware import describe, native_bf16_cpu
+from nst.hardware import amx_cpu, describe, native_bf16_cpu
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
@@ -58,8 +58,13 @@ def use_bf16(config: TrainConfig, device: torch.device) -> bool:
 
 
 def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
+    """channels_last: default on GPUs, and on CPUs with AMX when training runs bf16 (there
+    oneDNN's bf16 kernels want it: benchmarks/bench_train.py); NCHW elsewhere, where it was
+    measured not to pay."""
     if config.channels_last == "auto":
-        return device.type == "cuda"
+        return device.type == "cuda" or (
+            device.type == "cpu" and amx_cpu() and use_bf16(config, device)
+        )
     return config.channels_last == "on"
 
 
