@@ -8,10 +8,13 @@
 #   run(command="bash scripts/gpu_session.sh", carry=["gpu_carry"], timeout_s=590)
 #   and bring back $OUT: the four exports (fp16 model + config + card + samples), metrics,
 #   the Johnson-vs-Gatys table and the training throughput on the GPU.
-# Recipe: the CPU one (docs/recipe_study/), at Johnson's 256 px crops, each style continuing
-# from its bundled net, MINUTES of training each (2 min on a GPU is thousands of steps).
-# The width stays 16: the shipped nets must stylise 1024 px in 2 s on a 2-core CPU.
+# Recipe: the CPU one (scripts/train_default_styles.sh: 256 px crops of the photos at their
+# own 256 px), each style continuing from its bundled net at its width (16 or 32: the shipped
+# nets must stylise 1024 px in 2 s on a 2-core CPU), MINUTES of training each (2 min on a
+# GPU is thousands of steps).
 # Bundle them afterwards with scripts/bundle_default_styles.py --runs <fetched>/runs.
+# Its runs go to runs/gpu_session/ (RUNS=...), never to the CPU runs in runs/<id>/, which a
+# dry run here would otherwise resume and cut short.
 # Dry run on CPU (tiny): MINUTES=0.05 SIZE=32 STYLE_SIZE=64 BENCH=0 OUT=/tmp/gpu_out bash scripts/gpu_session.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -36,6 +39,7 @@ OUT="${OUT:?the device tool sets OUT}"
 export PYTHONUNBUFFERED=1
 PY="${PY:-python3}"
 START=$(date +%s)
+export RUNS="${RUNS:-runs/gpu_session}"
 BUDGET="${BUDGET:-480}"  # seconds of training before the remaining styles are skipped
 {
   "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')"
@@ -49,13 +53,13 @@ for id in starry_night great_wave the_scream composition_vii; do
     break
   fi
   SHARED=gpu_carry PY="$PY" ONLY="$id" JOBS=1 THREADS=0 MINUTES="${MINUTES:-1.8}" COMPILE=no \
-    SIZE="${SIZE:-256}" STYLE_SIZE="${STYLE_SIZE:-512}" WIDTH=16 \
+    SIZE="${SIZE:-256}" STYLE_SIZE="${STYLE_SIZE:-512}" \
     bash scripts/train_default_styles.sh 2>&1 | tail -n 3 | tee -a "$OUT/train.log"
 done
 
 # 2. Bring back the exports and metrics (not the checkpoints).
 mkdir -p "$OUT/runs"
-for run in runs/*/; do
+for run in "$RUNS"/*/; do
   name=$(basename "$run")
   mkdir -p "$OUT/runs/$name"
   cp -r "$run"/export "$run"/*.csv "$run"/run.json "$run"/previews "$OUT/runs/$name/" 2>/dev/null || true
@@ -63,7 +67,7 @@ done
 
 # 3. Benchmarks on the GPU: Johnson vs Gatys, training throughput vs a plain fp32 loop.
 if [ "${BENCH:-1}" = "1" ]; then
-  "$PY" benchmarks/bench_johnson_vs_gatys.py --model runs/starry_night/export \
+  "$PY" benchmarks/bench_johnson_vs_gatys.py --model "$RUNS"/starry_night/export \
     --photo gpu_carry/data/content/tubingen.jpg --style gpu_carry/data/styles/starry_night.jpg \
     --weights gpu_carry/weights/vgg16_imagenet_features.safetensors --gatys-cap 60 \
     --write "$OUT/johnson_vs_gatys_gpu.md" 2>&1 | tail -n 8
