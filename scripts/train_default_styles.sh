@@ -7,8 +7,9 @@
 # zoo/models/<id> at its width (the last export: training accumulates across sessions) with
 # the style image at 512 px and style weight 10 (the same objective as the Gatys reference),
 # 256 px crops of the photos at 256 px (BSDS500's own size: nothing squashed or upscaled;
-# session 13: the judged total fell 14-20 % within 10 minutes against 128 px crops of whole
-# photos, the recipe before), Adam 5e-4 decaying to 5e-5, for MINUTES of training time, two
+# session 13: the judged total fell 14-19 % within 10 minutes, 22-31 % in 45-49, against
+# 128 px crops of whole photos, the recipe before), Adam 5e-4 decaying to 5e-5, for MINUTES of
+# training time, two
 # single-threaded runs at a time (faster on 2 cores than one run with 2 threads). On CPUs
 # with bf16 arithmetic (AVX-512 BF16, AMX) `python -m train` runs bf16 autocast by default,
 # about 1.8x the steps per second of fp32 (benchmarks/bench_train.py); PRECISION=fp32 turns
@@ -27,7 +28,7 @@ SHARED="${SHARED:-../shared}"
 RUNS="${RUNS:-runs}"
 MINUTES="${MINUTES:-35}"
 SIZE="${SIZE:-256}"
-PHOTO_SIZE="${PHOTO_SIZE:-256}"  # --photo-size: empty = whole photos squashed to the crop size
+PHOTO_SIZE="${PHOTO_SIZE-256}"  # --photo-size; PHOTO_SIZE= (empty): whole photos squashed to the crop size
 STYLE_SIZE="${STYLE_SIZE:-512}"
 BATCH="${BATCH:-4}"
 WIDTH="${WIDTH:-zoo}"  # zoo = the bundled net's width (16 or 32)
