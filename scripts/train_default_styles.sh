@@ -9,8 +9,8 @@
 # 256 px crops of the photos at 256 px (BSDS500's own size: nothing squashed or upscaled;
 # session 13: the judged total fell 14-19 % within 10 minutes, 22-31 % in 45-49, against
 # 128 px crops of whole photos, the recipe before), Adam 5e-4 decaying to 5e-5, for MINUTES of
-# training time, two
-# single-threaded runs at a time (faster on 2 cores than one run with 2 threads). On CPUs
+# training time, two single-threaded runs at a time (faster on 2 cores than one run with 2
+# threads). On CPUs
 # with bf16 arithmetic (AVX-512 BF16, AMX) `python -m train` runs bf16 autocast by default,
 # about 1.8x the steps per second of fp32 (benchmarks/bench_train.py); PRECISION=fp32 turns
 # it off. COMPILE=yes (the default) runs the transformer through torch.compile: about 40 s
