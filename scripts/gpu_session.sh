@@ -15,7 +15,8 @@
 # Bundle them afterwards with scripts/bundle_default_styles.py --runs <fetched>/runs.
 # Its runs go to runs/gpu_session/ (RUNS=...), never to the CPU runs in runs/<id>/, which a
 # dry run here would otherwise resume and cut short.
-# Dry run on CPU (tiny): MINUTES=0.05 SIZE=32 STYLE_SIZE=64 BENCH=0 OUT=/tmp/gpu_out bash scripts/gpu_session.sh
+# Dry run on CPU (tiny): MINUTES=0.05 SIZE=64 STYLE_SIZE=64 BENCH=0 OUT=/tmp/gpu_out bash scripts/gpu_session.sh
+# (SIZE=32 now diverges to NaN within 43 steps from the session-13 Starry Night net.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -49,15 +49,15 @@ train() {  # id, file, title, painting, artist, year
   local init=()
   if [ "$INIT" = zoo ]; then init=(--init-from "zoo/models/$1");
   elif [ "$INIT" != none ]; then init=(--init-from "$INIT"); fi
-  local width="$WIDTH"
-  if [ "$width" = zoo ]; then
-    width=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['width'])" \
-      "zoo/models/$1/config.json")
-  fi
   local args=(--max-minutes "$MINUTES" --compile "$COMPILE")
   if [ -f "$RUNS/$1/run.json" ]; then
     args+=(--resume)
   else
+    local width="$WIDTH"  # a resumed run keeps its own
+    if [ "$width" = zoo ]; then
+      width=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['width'])" \
+        "zoo/models/$1/config.json")
+    fi
     args+=(--style "$SHARED/data/styles/$2" --data "$SHARED/data/train" --vgg-weights "$VGG"
       "${init[@]}" --width "$width" --style-weight "$STYLE_WEIGHT" --lr "$LR" --lr-final "$LR_FINAL"
       --iterations 1000000 --image-size "$SIZE" --batch-size "$BATCH" --style-size "$STYLE_SIZE"
