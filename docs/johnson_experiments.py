@@ -4,9 +4,10 @@
                                        [--init-from FOLDER|none]
 
 Trains one style (The Starry Night by default) with the real VGG16 and ../shared/data/train,
-with the zoo's final CPU recipe (scripts/train_default_styles.sh: 128 px crops, width 16,
-style image 512 px, style weight 10, Adam 1e-3 falling linearly to 1e-4), from random
-weights, the same number of steps each:
+with the zoo's final CPU recipe (scripts/train_default_styles.sh: 256 px crops of the photos
+scaled to 256 px, width 16, style image 512 px, style weight 10, Adam 5e-4 falling linearly
+to 5e-5, the trainer's precision and layout, torch.compile), from random weights, the same
+number of steps each:
 
 - content layer relu1_2 vs relu2_2 vs relu3_3 vs relu4_3 (batch 4, seed 0);
 - batch size 1 vs 4 vs 8 (content relu2_2), each with seeds 0 and 1, so that the spread
@@ -18,8 +19,8 @@ an interrupted one is resumed, so the script can be re-run to redo only the figu
 every final network stylises the same held-out photos from ../shared/data/content, and one
 fixed loss (content at relu2_2, style at relu1_2/2_2/3_3/4_3, each normalised as in
 nst.losses) scores them all, whatever content layer they were trained with. Writes
-docs/experiments/{content_layer,batch_size}.jpg, results.csv and results.md, and prints the
-machine it ran on.
+docs/experiments/crop<size>px/{content_layer,batch_size}.jpg, results.csv and results.md
+(each set once all its runs have finished), and prints the machine it ran on.
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from nst.johnson import load_transformer  # noqa: E402
 from nst.judge import Judge, judge_network  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
-OUT = ROOT / "docs" / "experiments"
+DOCS = ROOT / "docs" / "experiments"  # one folder per crop size: crop<size>px
 RUNS = ROOT / "runs" / "experiments"
 #: Held-out photos (not in ../shared/data/train) shown in the grids and scored.
 PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "dog.jpg", "kodim08_town_houses.png")
@@ -90,6 +91,10 @@ def finished_steps(run: Path) -> int:
     return int(last_row(metrics).get("step", -1)) + 1 if metrics.is_file() else 0
 
 
+def all_finished(variants: list[Variant], steps: int) -> bool:
+    return all(finished_steps(RUNS / v.name) >= steps for v in variants)
+
+
 def train(variant: Variant, args: argparse.Namespace) -> None:
     """Train one variant in a subprocess (its own wall time; resumable)."""
     run = RUNS / variant.name
@@ -100,7 +105,8 @@ def train(variant: Variant, args: argparse.Namespace) -> None:
         sys.executable, "-m", "train",
         "--style", str(args.style), "--data", str(SHARED / "data/train"), "--out", str(run),
         "--vgg-weights", str(args.weights), "--iterations", str(args.steps),
-        "--image-size", str(args.size), "--batch-size", str(variant.batch),
+        "--image-size", str(args.size), "--photo-size", str(args.train_photo_size),
+        "--batch-size", str(variant.batch), "--compile", args.compile,
         "--style-size", str(args.style_size), "--width", str(args.width),
         "--style-weight", str(args.style_weight), "--content-layers", variant.content_layer,
         "--lr", str(args.lr), "--lr-final", str(args.lr_final), "--seed", str(variant.seed),
@@ -173,11 +179,15 @@ def grid(rows: list[tuple[str, list[Image.Image]]], path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=1000)
-    parser.add_argument("--size", type=int, default=128, help="training crop side")
+    parser.add_argument("--size", type=int, default=256, help="training crop side")
+    parser.add_argument(
+        "--train-photo-size", type=int, default=256, help="photos' short side before the crop"
+    )
+    parser.add_argument("--compile", choices=["yes", "no"], default="yes")
     parser.add_argument("--style-size", type=int, default=512)
     parser.add_argument("--style-weight", type=float, default=10.0)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--lr-final", type=float, default=1e-4, help="linear decay to this")
+    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr-final", type=float, default=5e-5, help="linear decay to this")
     parser.add_argument("--width", type=int, default=16, help="transformer width")
     parser.add_argument("--style", type=Path, default=SHARED / "data/styles/starry_night.jpg")
     parser.add_argument(
@@ -207,6 +217,14 @@ def main() -> None:
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(lambda v: train(v, args), variants))
 
+    # Report every set whose runs have all finished, so the two sets can be trained in
+    # different sessions (--only) and still land in one table.
+    chosen = {k: vs for k, vs in sets.items() if all_finished(vs, args.steps)}
+    variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
+    if not variants:
+        raise SystemExit("no experiment set has all its runs finished yet")
+    out = DOCS / f"crop{args.size}px"
+    out.mkdir(parents=True, exist_ok=True)
     judge = Judge(judge_network(str(args.weights)), args.style, args.style_size)
     photo_paths = [SHARED / "data/content" / name for name in PHOTOS]
     photos = [to_tensor(load_image(p, long_side=args.photo_size)) for p in photo_paths]
@@ -229,20 +247,21 @@ def main() -> None:
             rows.append((v.label, images))
             table.append(f"| {key} | {v.label} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
             csv_rows.append([key, v.label, f"{content:.4f}", f"{style:.4f}", f"{seconds:.1f}"])
-        grid(rows, OUT / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
+        grid(rows, out / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
     seeds = seed_spread(BATCH_SET, results) if "batch" in chosen else []
     setup = (
-        f"{args.steps} steps, {args.size} px crops, width {args.width}, style "
+        f"{args.steps} steps, {args.size} px crops of photos at {args.train_photo_size} px, "
+        f"width {args.width}, Adam {args.lr:g} to {args.lr_final:g}, compile {args.compile}, style "
         f"{args.style.name} at {args.style_size} px"
         + f", style weight {args.style_weight:g}"
         + (f", warm start from {shown(args.init_from)}" if str(args.init_from) != "none" else "")
         + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; "
         f"{summary(device)}"
     )
-    (OUT / "results.md").write_text(
+    (out / "results.md").write_text(
         setup + "\n\n" + "\n".join(table) + "\n" + ("\n" + "\n".join(seeds) + "\n" if seeds else "")
     )
-    with (OUT / "results.csv").open("w", newline="") as fh:
+    with (out / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["experiment", "variant", "content_loss", "style_loss", "seconds"])
         writer.writerows(csv_rows)
