@@ -14,8 +14,9 @@ Pairs: the four zoo styles' own paintings, each with a held-out photo (not in
    Johnson forward pass (it runs inside ``gatys_steps``, after the clock starts).
    Goal: reach L100 in at most a third of T100. Also printed: the plain iteration whose
    loss the net's output already has (what the net is "worth" in Gatys iterations;
-   Johnson et al. 2016 report 50-100 for theirs), and both runs' loss after a third of
-   the iterations.
+   Johnson et al. 2016 report 50-100 for theirs), both runs' loss after a third of
+   the iterations, and the iteration from which the plain run stays ahead (the budget
+   below which the net's start is the better one).
 
 Then, at ``--uploaded-size``, the starts for a painting without a net: photo (= plain),
 colour-matched photo (``init="color-matched"``) and white noise, each for ``--iterations``:
@@ -110,6 +111,18 @@ def run_curve(
     return curve
 
 
+def stays_ahead_from(plain: Sequence[float], other: Sequence[float]) -> int | None:
+    """1-based iteration from which ``plain`` is below ``other`` until ``other`` ends."""
+    n = min(len(plain), len(other))
+    start = None
+    for i in range(n):
+        if plain[i] < other[i]:
+            start = i + 1 if start is None else start
+        else:
+            start = None
+    return start
+
+
 def a_third(iterations: int) -> int:
     """The iteration at which the goal (L100 in a third of T100) is checked."""
     return max(1, iterations // 3)
@@ -128,6 +141,9 @@ class PairResult:
     worth_iterations: int | None
     plain_at_third: float  # plain loss / L100 after a third of the iterations
     johnson_at_third: float | None  # the same from the net's output; None if it stopped first
+    # The iteration from which the plain run stays below the one from the net's output, to
+    # the end of that run; None when it never does (the net's start stays ahead).
+    plain_ahead_from: int | None
 
     @property
     def ratio(self) -> float | None:
@@ -161,6 +177,7 @@ def johnson_vs_plain(
         johnson_at_third=(
             johnson.losses[third - 1] / l100 if len(johnson.losses) >= third else None
         ),
+        plain_ahead_from=stays_ahead_from(plain.losses, johnson.losses),
     )
     return result, plain
 
@@ -179,7 +196,8 @@ def print_pair(r: PairResult, n: int) -> None:
     print(
         f"  {r.label:38s} T{n} {r.t100:6.1f} s, L{n} {r.l100:.4f}; johnson start at "
         f"{r.start_ratio:.2f} x L{n} (= plain iteration {worth}); to L{n}: {reached}; "
-        f"at iteration {third}: plain {r.plain_at_third:.3f}, johnson {johnson_third} x L{n}",
+        f"at iteration {third}: plain {r.plain_at_third:.3f}, johnson {johnson_third} x L{n}; "
+        f"plain ahead from iteration {'-' if r.plain_ahead_from is None else r.plain_ahead_from}",
         flush=True,
     )
 
