@@ -19,14 +19,21 @@ an interrupted one is resumed, so the script can be re-run to redo only the figu
 every final network stylises the same held-out photos from ../shared/data/content, and one
 fixed loss (content at relu2_2, style at relu1_2/2_2/3_3/4_3, each normalised as in
 nst.losses) scores them all, whatever content layer they were trained with. Writes
-docs/experiments/crop<size>px/{content_layer,batch_size}.jpg, results.csv and results.md
-(each set once all its runs have finished), and prints the machine it ran on.
+docs/experiments/crop<size>px/{content_layer,batch_size}.jpg, results.csv and results.md,
+and prints the machine it ran on. Each finished run is scored once, and its score and
+pictures are kept in docs/experiments/crop<size>px/scored/ (committed: run folders do not
+survive a lost machine), so the runs of one table can be trained in different sessions;
+a set is reported with the runs scored so far and names the missing ones.
+
+    --runs batch_8,batch_1   trains just these runs, in this order (for two workers
+                             started by hand)
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -52,6 +59,7 @@ DOCS = ROOT / "docs" / "experiments"  # one folder per crop size: crop<size>px
 RUNS = ROOT / "runs" / "experiments"
 #: Held-out photos (not in ../shared/data/train) shown in the grids and scored.
 PHOTOS = ("tubingen.jpg", "golden_gate.jpg", "dog.jpg", "kodim08_town_houses.png")
+CELL = 192  # grid cell and kept thumbnail side, px
 STYLE_LAYERS = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
 
 
@@ -89,10 +97,6 @@ def last_row(path: Path) -> dict[str, str]:
 def finished_steps(run: Path) -> int:
     metrics = run / "metrics.csv"
     return int(last_row(metrics).get("step", -1)) + 1 if metrics.is_file() else 0
-
-
-def all_finished(variants: list[Variant], steps: int) -> bool:
-    return all(finished_steps(RUNS / v.name) >= steps for v in variants)
 
 
 def train(variant: Variant, args: argparse.Namespace) -> None:
@@ -172,8 +176,18 @@ def seed_spread(variants: list[Variant], results: dict) -> list[str]:
     return lines
 
 
+def pick_runs(names: str, sets: dict[str, list[Variant]]) -> list[Variant]:
+    """The named runs, in the order given; a name that is not a run is an error."""
+    known = {v.name: v for vs in sets.values() for v in vs}
+    wanted = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown:
+        raise SystemExit(f"unknown run(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    return [known[n] for n in wanted]
+
+
 def grid(rows: list[tuple[str, list[Image.Image]]], path: Path) -> None:
-    labelled_grid(rows, path, cell=192, label_width=120, quality=90)
+    labelled_grid(rows, path, cell=CELL, label_width=120, quality=90)
 
 
 def main() -> None:
@@ -202,6 +216,11 @@ def main() -> None:
     parser.add_argument("--only", choices=["content", "batch"])
     parser.add_argument("--photo-size", type=int, default=512, help="judged at this long side")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
+    parser.add_argument(
+        "--runs",
+        help="comma-separated run names to train, in this order (default: every run of the "
+        "chosen sets, longest first)",
+    )
     args = parser.parse_args()
     if not args.weights.is_file():
         raise SystemExit(f"The real VGG16 is needed: {args.weights} is missing.")
@@ -212,61 +231,190 @@ def main() -> None:
     chosen = {k: v for k, v in sets.items() if args.only in (None, k)}
     variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
     variants.sort(key=lambda v: -v.batch)  # longest first: the two workers end together
+    if args.runs:
+        variants = pick_runs(args.runs, sets)
     # Each run in its own process; --jobs 2 keeps two single-threaded runs going at once,
     # which on a 2-core CPU beats one two-threaded run (no OpenMP spin-waits).
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(lambda v: train(v, args), variants))
 
-    # Report every set whose runs have all finished, so the two sets can be trained in
-    # different sessions (--only) and still land in one table.
-    chosen = {k: vs for k, vs in sets.items() if all_finished(vs, args.steps)}
-    variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
-    if not variants:
-        raise SystemExit("no experiment set has all its runs finished yet")
+    # Score each finished run once and keep the score in docs/ (the run folders do not
+    # survive a lost machine), then report every set from the kept scores, listing the runs
+    # still missing, so the runs can be trained across sessions and still land in one table.
     out = DOCS / f"crop{args.size}px"
-    out.mkdir(parents=True, exist_ok=True)
-    judge = Judge(judge_network(str(args.weights)), args.style, args.style_size)
-    photo_paths = [SHARED / "data/content" / name for name in PHOTOS]
-    photos = [to_tensor(load_image(p, long_side=args.photo_size)) for p in photo_paths]
-    originals = [to_pil(p) for p in photos]
-    results = {}
-    for variant in variants:
-        images, content, style = evaluate(final_network(variant), photos, judge)
-        row = last_row(RUNS / variant.name / "metrics.csv")
-        results[variant.name] = (images, content, style, float(row["seconds"]))
+    recipe = recipe_of(args)
+    score_finished_runs(sets, args, out, recipe, device)
+    scored = {
+        v.name: found
+        for vs in sets.values()
+        for v in vs
+        if (found := load_scored(out / "scored", v, recipe)) is not None
+    }
+    chosen = {k: vs for k, vs in sets.items() if any(v.name in scored for v in vs)}
+    if not chosen:
+        raise SystemExit("no experiment run has finished yet")
+    write_report(chosen, scored, args, out)
 
+
+def recipe_of(args: argparse.Namespace) -> dict[str, str]:
+    """What makes two runs comparable; a kept score from another recipe is not reused."""
+    return {
+        "steps": str(args.steps),
+        "crop": str(args.size),
+        "photos": str(args.train_photo_size),
+        "compile": args.compile,
+        "style": args.style.name,
+        "style_size": str(args.style_size),
+        "style_weight": f"{args.style_weight:g}",
+        "lr": f"{args.lr:g}",
+        "lr_final": f"{args.lr_final:g}",
+        "width": str(args.width),
+        "init_from": shown(args.init_from),
+        "judged_at": str(args.photo_size),
+    }
+
+
+@dataclass
+class Scored:
+    content: float
+    style: float
+    seconds: float
+    machine: str
+    images: list[Image.Image]
+
+
+def save_scored(folder: Path, variant: Variant, scored: Scored, recipe: dict[str, str]) -> None:
+    """One run's score as JSON, and its pictures side by side in one small JPEG."""
+    folder.mkdir(parents=True, exist_ok=True)
+    thumbs = []
+    for image in scored.images:
+        thumb = image.copy()
+        thumb.thumbnail((CELL, CELL))
+        thumbs.append(thumb)
+    strip = Image.new("RGB", (sum(t.width for t in thumbs), max(t.height for t in thumbs)))
+    x = 0
+    for thumb in thumbs:
+        strip.paste(thumb, (x, 0))
+        x += thumb.width
+    strip.save(folder / f"{variant.name}.jpg", quality=90)
+    record = {
+        "content": scored.content,
+        "style": scored.style,
+        "seconds": scored.seconds,
+        "machine": scored.machine,
+        "widths": [t.width for t in thumbs],
+        "recipe": recipe,
+    }
+    (folder / f"{variant.name}.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_scored(folder: Path, variant: Variant, recipe: dict[str, str]) -> Scored | None:
+    """A kept score for this run and recipe, or None (none kept, or another recipe's)."""
+    path = folder / f"{variant.name}.json"
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    if record["recipe"] != recipe:
+        print(f"{variant.name}: the kept score is from another recipe; not used")
+        return None
+    with Image.open(folder / f"{variant.name}.jpg") as strip:
+        strip.load()
+        images, x = [], 0
+        for width in record["widths"]:
+            images.append(strip.crop((x, 0, x + width, strip.height)))
+            x += width
+    return Scored(record["content"], record["style"], record["seconds"], record["machine"], images)
+
+
+def score_finished_runs(
+    sets: dict[str, list[Variant]],
+    args: argparse.Namespace,
+    out: Path,
+    recipe: dict[str, str],
+    device: str,
+) -> None:
+    """Score every finished run that has no kept score for this recipe yet."""
+    todo = [
+        v
+        for v in {v.name: v for vs in sets.values() for v in vs}.values()
+        if finished_steps(RUNS / v.name) >= args.steps
+        and load_scored(out / "scored", v, recipe) is None
+    ]
+    if not todo:
+        return
+    judge = Judge(judge_network(str(args.weights)), args.style, args.style_size)
+    photos = [
+        to_tensor(load_image(SHARED / "data/content" / name, long_side=args.photo_size))
+        for name in PHOTOS
+    ]
+    for variant in todo:
+        images, content, style = evaluate(final_network(variant), photos, judge)
+        seconds = float(last_row(RUNS / variant.name / "metrics.csv")["seconds"])
+        scored = Scored(content, style, seconds, summary(device), images)
+        save_scored(out / "scored", variant, scored, recipe)
+        print(f"{variant.name}: content {content:.3f}, style {style:.4f}, {seconds:.0f} s")
+
+
+def write_report(
+    chosen: dict[str, list[Variant]],
+    scored: dict[str, Scored],
+    args: argparse.Namespace,
+    out: Path,
+) -> None:
+    """The grids, results.md and results.csv from the kept scores."""
+    originals = [
+        to_pil(to_tensor(load_image(SHARED / "data/content" / name, long_side=args.photo_size)))
+        for name in PHOTOS
+    ]
     table = [
         "| experiment | variant | content loss (relu2_2) | style loss | wall time (s) |",
         "|---|---|---|---|---|",
     ]
-    csv_rows = []
+    csv_rows, missing = [], []
     for key, vs in chosen.items():
         rows = [("photo", originals)]
         for v in vs:
-            images, content, style, seconds = results[v.name]
-            rows.append((v.label, images))
-            table.append(f"| {key} | {v.label} | {content:.3f} | {style:.3f} | {seconds:.0f} |")
-            csv_rows.append([key, v.label, f"{content:.4f}", f"{style:.4f}", f"{seconds:.1f}"])
+            if v.name not in scored:
+                missing.append(v.label)
+                continue
+            run = scored[v.name]
+            rows.append((v.label, run.images))
+            table.append(
+                f"| {key} | {v.label} | {run.content:.3f} | {run.style:.3f} | {run.seconds:.0f} |"
+            )
+            csv_rows.append(
+                [key, v.label, f"{run.content:.4f}", f"{run.style:.4f}", f"{run.seconds:.1f}"]
+            )
         grid(rows, out / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
+    results = {name: (None, s.content, s.style) for name, s in scored.items()}
     seeds = seed_spread(BATCH_SET, results) if "batch" in chosen else []
+    machines = sorted(
+        {scored[v.name].machine for vs in chosen.values() for v in vs if v.name in scored}
+    )
     setup = (
         f"{args.steps} steps, {args.size} px crops of photos at {args.train_photo_size} px, "
         f"width {args.width}, Adam {args.lr:g} to {args.lr_final:g}, compile {args.compile}, style "
         f"{args.style.name} at {args.style_size} px"
         + f", style weight {args.style_weight:g}"
         + (f", warm start from {shown(args.init_from)}" if str(args.init_from) != "none" else "")
-        + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; "
-        f"{summary(device)}"
+        + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; trained on "
+        + "; ".join(machines)
     )
+    gaps = f"\nNot finished yet: {', '.join(missing)}.\n" if missing else ""
     (out / "results.md").write_text(
-        setup + "\n\n" + "\n".join(table) + "\n" + ("\n" + "\n".join(seeds) + "\n" if seeds else "")
+        setup
+        + "\n\n"
+        + "\n".join(table)
+        + "\n"
+        + gaps
+        + ("\n" + "\n".join(seeds) + "\n" if seeds else "")
     )
     with (out / "results.csv").open("w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["experiment", "variant", "content_loss", "style_loss", "seconds"])
         writer.writerows(csv_rows)
     print(setup)
-    print("\n".join(table + [""] + seeds))
+    print("\n".join(table + [""] + seeds) + gaps)
 
 
 if __name__ == "__main__":
