@@ -27,6 +27,7 @@ a set is reported with the runs scored so far and names the missing ones.
 
     --runs batch_8,batch_1   trains just these runs, in this order (for two workers
                              started by hand)
+    --report-only            trains nothing; scores what has finished and reports
 """
 
 from __future__ import annotations
@@ -221,6 +222,12 @@ def main() -> None:
         help="comma-separated run names to train, in this order (default: every run of the "
         "chosen sets, longest first)",
     )
+    parser.add_argument(
+        "--report-only",
+        action="store_true",
+        help="train nothing: score the finished runs and write the report (safe while other "
+        "workers are still training)",
+    )
     args = parser.parse_args()
     if not args.weights.is_file():
         raise SystemExit(f"The real VGG16 is needed: {args.weights} is missing.")
@@ -233,6 +240,8 @@ def main() -> None:
     variants.sort(key=lambda v: -v.batch)  # longest first: the two workers end together
     if args.runs:
         variants = pick_runs(args.runs, sets)
+    if args.report_only:
+        variants = []
     # Each run in its own process; --jobs 2 keeps two single-threaded runs going at once,
     # which on a 2-core CPU beats one two-threaded run (no OpenMP spin-waits).
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
