@@ -174,7 +174,7 @@ def seed_spread(variants: list[Variant], results: dict) -> list[str]:
             f"| {batch} | {sum(contents) / len(runs):.3f} | {max(contents) - min(contents):.3f} "
             f"| {sum(styles) / len(runs):.3f} | {max(styles) - min(styles):.3f} |"
         )
-    return lines
+    return lines if len(lines) > 4 else []  # no batch size has both seeds yet
 
 
 def pick_runs(names: str, sets: dict[str, list[Variant]]) -> list[Variant]:
@@ -311,7 +311,7 @@ def save_scored(folder: Path, variant: Variant, scored: Scored, recipe: dict[str
         "style": scored.style,
         "seconds": scored.seconds,
         "machine": scored.machine,
-        "widths": [t.width for t in thumbs],
+        "sizes": [list(t.size) for t in thumbs],
         "recipe": recipe,
     }
     (folder / f"{variant.name}.json").write_text(json.dumps(record, indent=1) + "\n")
@@ -329,8 +329,8 @@ def load_scored(folder: Path, variant: Variant, recipe: dict[str, str]) -> Score
     with Image.open(folder / f"{variant.name}.jpg") as strip:
         strip.load()
         images, x = [], 0
-        for width in record["widths"]:
-            images.append(strip.crop((x, 0, x + width, strip.height)))
+        for width, height in record["sizes"]:
+            images.append(strip.crop((x, 0, x + width, height)))
             x += width
     return Scored(record["content"], record["style"], record["seconds"], record["machine"], images)
 
@@ -409,7 +409,7 @@ def write_report(
         + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; trained on "
         + "; ".join(machines)
     )
-    gaps = f"\nNot finished yet: {', '.join(missing)}.\n" if missing else ""
+    gaps = f"\nNot finished yet: {'; '.join(missing)}.\n" if missing else ""
     (out / "results.md").write_text(
         setup
         + "\n\n"
