@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import os
+import statistics
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -93,6 +95,22 @@ def last_row(path: Path) -> dict[str, str]:
     with path.open() as fh:
         rows = list(csv.DictReader(fh))
     return rows[-1] if rows else {}
+
+
+def active_seconds(metrics: Path, pause_factor: float = 20.0) -> float:
+    """A run's wall time without pauses (a process stopped while the CPU ran a test suite).
+
+    A gap between two logged steps longer than ``pause_factor`` times the median step is a
+    pause and counts as one median step. The first row's time (start-up, compile) counts.
+    """
+    with metrics.open() as fh:
+        seconds = [float(row["seconds"]) for row in csv.DictReader(fh)]
+    if len(seconds) < 3:
+        return seconds[-1] if seconds else 0.0
+    gaps = [b - a for a, b in itertools.pairwise(seconds)]
+    median = statistics.median(gaps)
+    paused = sum(gap - median for gap in gaps if gap > pause_factor * median)
+    return seconds[-1] - paused
 
 
 def finished_steps(run: Path) -> int:
@@ -358,7 +376,7 @@ def score_finished_runs(
     ]
     for variant in todo:
         images, content, style = evaluate(final_network(variant), photos, judge)
-        seconds = float(last_row(RUNS / variant.name / "metrics.csv")["seconds"])
+        seconds = active_seconds(RUNS / variant.name / "metrics.csv")
         scored = Scored(content, style, seconds, summary(device), images)
         save_scored(out / "scored", variant, scored, recipe)
         print(f"{variant.name}: content {content:.3f}, style {style:.4f}, {seconds:.0f} s")
@@ -408,6 +426,7 @@ def write_report(
         + (f", warm start from {shown(args.init_from)}" if str(args.init_from) != "none" else "")
         + f"; scored on {len(PHOTOS)} held-out photos at {args.photo_size} px; trained on "
         + "; ".join(machines)
+        + "; wall time per run, without pauses (see active_seconds)"
     )
     gaps = f"\nNot finished yet: {'; '.join(missing)}.\n" if missing else ""
     (out / "results.md").write_text(
