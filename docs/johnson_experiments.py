@@ -175,7 +175,7 @@ def evaluate(
     return outputs, content, style
 
 
-def seed_spread(variants: list[Variant], results: dict) -> list[str]:
+def seed_spread(variants: list[Variant], scored: dict[str, Scored]) -> list[str]:
     """Per batch size: the two seeds' mean and their difference, so noise shows."""
     lines = [
         "Two seeds per batch size: mean, and the difference between the seeds.",
@@ -184,10 +184,10 @@ def seed_spread(variants: list[Variant], results: dict) -> list[str]:
         "|---|---|---|---|---|",
     ]
     for batch in sorted({v.batch for v in variants}):
-        runs = [results[v.name] for v in variants if v.batch == batch and v.name in results]
+        runs = [scored[v.name] for v in variants if v.batch == batch and v.name in scored]
         if len(runs) < 2:
             continue
-        contents, styles = [r[1] for r in runs], [r[2] for r in runs]
+        contents, styles = [r.content for r in runs], [r.style for r in runs]
         lines.append(
             f"| {batch} | {sum(contents) / len(runs):.3f} | {max(contents) - min(contents):.3f} "
             f"| {sum(styles) / len(runs):.3f} | {max(styles) - min(styles):.3f} |"
@@ -270,13 +270,16 @@ def main() -> None:
     # still missing, so the runs can be trained across sessions and still land in one table.
     out = DOCS / f"crop{args.size}px"
     recipe = recipe_of(args)
-    score_finished_runs(sets, args, out, recipe, device)
+    every = list({v.name: v for vs in sets.values() for v in vs}.values())
     scored = {
         v.name: found
-        for vs in sets.values()
-        for v in vs
+        for v in every
         if (found := load_scored(out / "scored", v, recipe)) is not None
     }
+    todo = [
+        v for v in every if v.name not in scored and finished_steps(RUNS / v.name) >= args.steps
+    ]
+    scored.update(score_runs(todo, args, out, recipe, device))
     chosen = {k: vs for k, vs in sets.items() if any(v.name in scored for v in vs)}
     if not chosen:
         raise SystemExit("no experiment run has finished yet")
@@ -353,33 +356,30 @@ def load_scored(folder: Path, variant: Variant, recipe: dict[str, str]) -> Score
     return Scored(record["content"], record["style"], record["seconds"], record["machine"], images)
 
 
-def score_finished_runs(
-    sets: dict[str, list[Variant]],
+def score_runs(
+    todo: list[Variant],
     args: argparse.Namespace,
     out: Path,
     recipe: dict[str, str],
     device: str,
-) -> None:
-    """Score every finished run that has no kept score for this recipe yet."""
-    todo = [
-        v
-        for v in {v.name: v for vs in sets.values() for v in vs}.values()
-        if finished_steps(RUNS / v.name) >= args.steps
-        and load_scored(out / "scored", v, recipe) is None
-    ]
+) -> dict[str, Scored]:
+    """Score these finished runs and keep each score; returns them by run name."""
     if not todo:
-        return
+        return {}
     judge = Judge(judge_network(str(args.weights)), args.style, args.style_size)
     photos = [
         to_tensor(load_image(SHARED / "data/content" / name, long_side=args.photo_size))
         for name in PHOTOS
     ]
+    done = {}
     for variant in todo:
         images, content, style = evaluate(final_network(variant), photos, judge)
         seconds = active_seconds(RUNS / variant.name / "metrics.csv")
         scored = Scored(content, style, seconds, summary(device), images)
         save_scored(out / "scored", variant, scored, recipe)
         print(f"{variant.name}: content {content:.3f}, style {style:.4f}, {seconds:.0f} s")
+        done[variant.name] = scored
+    return done
 
 
 def write_report(
@@ -413,8 +413,7 @@ def write_report(
                 [key, v.label, f"{run.content:.4f}", f"{run.style:.4f}", f"{run.seconds:.1f}"]
             )
         grid(rows, out / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
-    results = {name: (None, s.content, s.style) for name, s in scored.items()}
-    seeds = seed_spread(BATCH_SET, results) if "batch" in chosen else []
+    seeds = seed_spread(BATCH_SET, scored) if "batch" in chosen else []
     machines = sorted(
         {scored[v.name].machine for vs in chosen.values() for v in vs if v.name in scored}
     )
