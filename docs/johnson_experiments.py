@@ -73,6 +73,7 @@ class Variant:
     content_layer: str
     batch: int
     seed: int = 0
+    photo_skip: bool = False  # output = photo + the net's last conv
 
 
 CONTENT_SET = [Variant(f"content_{c}", f"content {c}", c, 4) for c in STYLE_LAYERS]
@@ -84,6 +85,16 @@ BATCH_SET = [
     Variant("batch_8", "batch 8, seed 0", "relu2_2", 8),
     Variant("batch_8_seed1", "batch 8, seed 1", "relu2_2", 8, seed=1),
 ]
+#: The plain net against one that adds its output to the photo (batch 4, relu2_2, two
+#: seeds each; the plain runs are shared with the batch set).
+SKIP_SET = [
+    Variant("content_relu2_2", "plain, seed 0", "relu2_2", 4),
+    Variant("batch_4_seed1", "plain, seed 1", "relu2_2", 4, seed=1),
+    Variant("photo_skip", "photo skip, seed 0", "relu2_2", 4, photo_skip=True),
+    Variant("photo_skip_seed1", "photo skip, seed 1", "relu2_2", 4, seed=1, photo_skip=True),
+]
+#: Each set's grid.
+GRIDS = {"content": "content_layer.jpg", "batch": "batch_size.jpg", "skip": "photo_skip.jpg"}
 
 
 def shown(path: Path) -> str:
@@ -136,6 +147,8 @@ def train(variant: Variant, args: argparse.Namespace) -> None:
         "--checkpoint-every", str(max(1, args.steps // 4)), "--val-count", "0",
         "--preview-every", str(args.steps), "--progress", "no", "--export", "no",
     ]  # fmt: skip
+    if variant.photo_skip:
+        command += ["--photo-skip", "yes"]
     if args.init_from and str(args.init_from) != "none":
         command += ["--init-from", str(args.init_from)]
     if (run / "run.json").is_file():
@@ -175,24 +188,29 @@ def evaluate(
     return outputs, content, style
 
 
+def seed_group(variant: Variant) -> str:
+    """The variant's label without its seed: the runs that differ only in the seed."""
+    return variant.label.rsplit(", seed", 1)[0]
+
+
 def seed_spread(variants: list[Variant], scored: dict[str, Scored]) -> list[str]:
-    """Per batch size: the two seeds' mean and their difference, so noise shows."""
+    """Per setting run with two seeds: their mean and their difference, so noise shows."""
     lines = [
-        "Two seeds per batch size: mean, and the difference between the seeds.",
+        "Two seeds per setting: mean, and the difference between the seeds.",
         "",
-        "| batch | content (mean) | content (seed diff) | style (mean) | style (seed diff) |",
+        "| setting | content (mean) | content (seed diff) | style (mean) | style (seed diff) |",
         "|---|---|---|---|---|",
     ]
-    for batch in sorted({v.batch for v in variants}):
-        runs = [scored[v.name] for v in variants if v.batch == batch and v.name in scored]
+    for group in dict.fromkeys(seed_group(v) for v in variants):
+        runs = [scored[v.name] for v in variants if seed_group(v) == group and v.name in scored]
         if len(runs) < 2:
             continue
         contents, styles = [r.content for r in runs], [r.style for r in runs]
         lines.append(
-            f"| {batch} | {sum(contents) / len(runs):.3f} | {max(contents) - min(contents):.3f} "
+            f"| {group} | {sum(contents) / len(runs):.3f} | {max(contents) - min(contents):.3f} "
             f"| {sum(styles) / len(runs):.3f} | {max(styles) - min(styles):.3f} |"
         )
-    return lines if len(lines) > 4 else []  # no batch size has both seeds yet
+    return lines if len(lines) > 4 else []  # no setting has both seeds yet
 
 
 def pick_runs(names: str, sets: dict[str, list[Variant]]) -> list[Variant]:
@@ -232,7 +250,7 @@ def main() -> None:
         default="none",
         help="warm start every variant from this exported net; 'none' = random weights",
     )
-    parser.add_argument("--only", choices=["content", "batch"])
+    parser.add_argument("--only", choices=list(GRIDS))
     parser.add_argument("--photo-size", type=int, default=512, help="judged at this long side")
     parser.add_argument("--jobs", type=int, default=1, help="runs trained at once")
     parser.add_argument(
@@ -252,7 +270,7 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     print(f"machine: {summary(device)}; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
 
-    sets = {"content": CONTENT_SET, "batch": BATCH_SET}
+    sets = {"content": CONTENT_SET, "batch": BATCH_SET, "skip": SKIP_SET}
     chosen = {k: v for k, v in sets.items() if args.only in (None, k)}
     variants = list({v.name: v for vs in chosen.values() for v in vs}.values())
     variants.sort(key=lambda v: -v.batch)  # longest first: the two workers end together
@@ -412,8 +430,12 @@ def write_report(
             csv_rows.append(
                 [key, v.label, f"{run.content:.4f}", f"{run.style:.4f}", f"{run.seconds:.1f}"]
             )
-        grid(rows, out / f"{'content_layer' if key == 'content' else 'batch_size'}.jpg")
-    seeds = seed_spread(BATCH_SET, scored) if "batch" in chosen else []
+        grid(rows, out / GRIDS[key])
+    # The skip set's plain runs are the batch set's batch-4 runs: count them once.
+    spread = [v for v in chosen.get("batch", [])] + [
+        v for v in chosen.get("skip", []) if v.photo_skip
+    ]
+    seeds = seed_spread(spread, scored)
     machines = sorted(
         {scored[v.name].machine for vs in chosen.values() for v in vs if v.name in scored}
     )

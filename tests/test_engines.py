@@ -129,10 +129,14 @@ def test_a_missing_engine_says_how_to_install_it(monkeypatch) -> None:
 
 
 @pytest.mark.parametrize("name", NAMED)
-@pytest.mark.parametrize("size", [(48, 64), (37, 53)])  # 37 x 53: padded to the grid
-def test_engine_output_matches_fp32_pytorch(name: str, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("size", "photo_skip"), [((48, 64), False), ((37, 53), False), ((37, 53), True)]
+)  # 37 x 53: padded to the grid
+def test_engine_output_matches_fp32_pytorch(
+    name: str, size: tuple[int, int], photo_skip: bool
+) -> None:
     _require(name)
-    net, x = small_transformer(), torch.rand(1, 3, *size)
+    net, x = small_transformer(photo_skip=photo_skip), torch.rand(1, 3, *size)
     reference = stylize_tensor(net, x, device="cpu", precision="fp32", engine="torch")
     calls: list[tuple[int, int]] = []
     y = stylize_tensor(net, x, engine=name, progress=lambda d, t: calls.append((d, t)))
@@ -169,6 +173,8 @@ def test_the_export_is_cached_by_the_weights_digest(monkeypatch, tmp_path: Path)
     placed = small_transformer().to(memory_format=torch.channels_last)
     assert engines.weights_digest(placed) == digest
     assert engines.weights_digest(small_transformer(seed=1)) != digest
+    # The same weights with the photo added are another graph.
+    assert engines.weights_digest(small_transformer(photo_skip=True)) != digest
     # Remembered per net, but a weight changed in place (training) gives a new key.
     changed = small_transformer()
     assert engines.weights_digest(changed) == digest

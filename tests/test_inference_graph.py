@@ -74,9 +74,12 @@ def test_the_rewrites_refuse_layers_they_do_not_cover() -> None:
         space_to_depth_conv(nn.Conv2d(2, 2, 9, bias=False))
 
 
-@pytest.mark.parametrize("size", [(5, 5), (37, 53), (64, 48), (90, 121)])
-def test_the_inference_net_is_the_transformer_net(size) -> None:
-    net = small_transformer()
+@pytest.mark.parametrize(
+    ("size", "photo_skip"),
+    [((5, 5), False), ((37, 53), False), ((64, 48), False), ((90, 121), False), ((37, 53), True)],
+)
+def test_the_inference_net_is_the_transformer_net(size, photo_skip: bool) -> None:
+    net = small_transformer(photo_skip=photo_skip)
     torch.manual_seed(2)
     x = torch.rand(2, 3, *size)
     with torch.no_grad():

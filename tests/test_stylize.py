@@ -140,15 +140,20 @@ def test_channel_stats_merge_to_the_whole_maps_population_variance() -> None:
 
 
 @pytest.mark.parametrize(
-    ("size", "tile"),
-    [((200, 300), 64), ((200, 300), 96), ((333, 517), 128)],  # odd: padding to 4 matters
+    ("size", "tile", "photo_skip"),
+    [  # odd sizes: padding to 4 matters
+        ((200, 300), 64, False),
+        ((200, 300), 96, False),
+        ((333, 517), 128, False),
+        ((201, 299), 64, True),
+    ],
 )
 def test_tiled_output_equals_the_untiled_output(
-    size: tuple[int, int], tile: int, one_thread
+    size: tuple[int, int], tile: int, photo_skip: bool, one_thread
 ) -> None:
     """Every norm layer's statistics are exact, so tiles agree with the whole-image pass
     everywhere, tile borders included (wrong halos or statistics give errors of ~0.1-1)."""
-    net, x = _net(width=8), torch.rand(1, 3, *size)
+    net, x = _net(width=8, photo_skip=photo_skip), torch.rand(1, 3, *size)
     untiled = stylize_tensor(net, x, device="cpu", tile=None, precision="fp32")
     tiled = stylize_tensor(net, x, device="cpu", tile=tile, precision="fp32")
     assert plan(net, *size, device="cpu", tile=tile).tile == tile

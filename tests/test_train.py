@@ -297,6 +297,34 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
     assert not (odd / "checkpoints").exists()
 
 
+def test_photo_skip_starts_from_the_photo_and_a_skip_net_continues_only_as_one(setup, capsys):
+    first = setup["tmp"] / "first"
+    assert main(run_args(setup, first, "--export", "no")) == 0
+    source = ckpt.latest_checkpoint(first).path
+    out = setup["tmp"] / "skip"
+    extra = ("--lr", "1e-12", "--export", "no", "--init-from", str(source), "--photo-skip", "yes")
+    assert main(run_args(setup, out, *extra)) == 0
+    skip, given = load_transformer(ckpt.latest_checkpoint(out).path), load_transformer(source)
+    assert skip.config.photo_skip and not given.config.photo_skip
+    photo = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        # The plain net's last conv would paint over the photo: it starts at zero instead,
+        # so the warm-started net returns the photo, with every other weight copied.
+        assert (skip(photo) - photo).abs().max() < 1e-5
+        assert (given(photo) - photo).abs().mean() > 0.1
+    heads = ("decoder.2.1.weight", "decoder.2.1.bias")
+    theirs = given.state_dict()
+    for key, value in skip.state_dict().items():
+        if key not in heads:
+            torch.testing.assert_close(value, theirs[key], atol=1e-9, rtol=1e-6)
+
+    plain = setup["tmp"] / "plain"
+    skip_net = ckpt.latest_checkpoint(out).path
+    assert main(run_args(setup, plain, "--init-from", str(skip_net))) == 1
+    assert "--photo-skip yes" in capsys.readouterr().err
+    assert not (plain / "checkpoints").exists()
+
+
 def test_init_from_a_narrower_net_widens_it_into_the_same_function(setup):
     first = setup["tmp"] / "first"
     assert main(run_args(setup, first, "--export", "no")) == 0

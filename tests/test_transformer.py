@@ -11,7 +11,7 @@ import torch
 from nets import small_transformer
 
 from nst.errors import NSTError
-from nst.johnson import load_transformer, save_transformer
+from nst.johnson import TransformerConfig, TransformerNet, load_transformer, save_transformer
 from nst.johnson.fast import NormControl, fast_forward, run_stage
 
 _net = small_transformer
@@ -38,9 +38,11 @@ def test_deterministic() -> None:
         assert not torch.equal(_net(seed=1)(x), _net(seed=2)(x))
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-def test_fast_forward_matches_reference(channels_last: bool) -> None:
-    net = _net()
+@pytest.mark.parametrize(
+    ("channels_last", "photo_skip"), [(False, False), (True, False), (True, True)]
+)
+def test_fast_forward_matches_reference(channels_last: bool, photo_skip: bool) -> None:
+    net = _net(photo_skip=photo_skip)
     x = torch.rand(1, 3, 77, 130)
     with torch.inference_mode():
         reference = net(x)
@@ -99,6 +101,42 @@ def test_run_stage_stops_in_front_of_each_norm_layer() -> None:
         torch.testing.assert_close(full.clamp(0, 1), net(x), atol=2e-5, rtol=0)
     conv_a, norm_a, conv_b, norm_b = net.residuals[0].layers()
     assert norm_a is norms[3] and norm_b is norms[4] and conv_a is not conv_b
+
+
+def test_photo_skip_adds_the_photo_to_what_the_net_computes() -> None:
+    plain, skip = _net(), _net(photo_skip=True)  # the same seed: the same weights
+    assert all(
+        torch.equal(a, b) for a, b in zip(plain.parameters(), skip.parameters(), strict=True)
+    )
+    x = torch.rand(1, 3, 37, 50)  # padded to the grid inside
+    with torch.no_grad():
+        # Train mode: no clamp (instance norm has no running statistics either way).
+        torch.testing.assert_close(skip.train()(x), plain.train()(x) + x, atol=1e-6, rtol=0)
+        assert (plain(x) - x).abs().mean() > 0.1  # so the skip changes the picture
+
+
+def test_a_new_photo_skip_net_starts_as_the_identity() -> None:
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, residual_blocks=1, photo_skip=True)).eval()
+    x = torch.rand(1, 3, 30, 41)
+    with torch.no_grad():
+        assert torch.equal(net(x), x)
+        assert (fast_forward(net, x) - x).abs().max() == 0
+
+
+def test_photo_skip_survives_save_and_load_and_a_bad_value_is_refused(tmp_path) -> None:
+    net = _net(photo_skip=True)
+    folder = save_transformer(net, tmp_path / "model")
+    loaded = load_transformer(folder)
+    assert loaded.config.photo_skip
+    x = torch.rand(1, 3, 24, 28)
+    with torch.inference_mode():
+        torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0)
+    config = json.loads((folder / "config.json").read_text())
+    config["photo_skip"] = "yes"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(NSTError, match="photo_skip must be true or false"):
+        load_transformer(folder)
 
 
 def test_save_load_round_trip(tmp_path) -> None:

@@ -71,6 +71,8 @@ class TrainConfig:
     vgg_width_divisor: int = 1  # >1 only with vgg_weights="random" (fast tests)
     width: int = 32  # transformer width (32 = Johnson's net; 16 = a faster, lighter one)
     residual_blocks: int = 5
+    # Output = photo + the net's last conv (nst.johnson.TransformerConfig.photo_skip).
+    photo_skip: bool = False
     # Start from a trained network (folder or .safetensors) instead of random weights: a
     # photo-reconstruction net or another style. Same width and blocks; weights only.
     init_from: str | None = None
@@ -222,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--vgg-width-divisor", type=int, help=argparse.SUPPRESS)
     p.add_argument("--width", type=int, help=f"transformer width (default {d.width})")
     p.add_argument("--residual-blocks", type=int, help=f"default {d.residual_blocks}")
+    p.add_argument(
+        "--photo-skip",
+        type=_bool,
+        help="yes: the net outputs the photo plus what it learns to add (default no)",
+    )
     p.add_argument(
         "--init-from",
         help="start from this trained network (folder or .safetensors) instead of random "

@@ -24,6 +24,7 @@ from nst.files import atomic_write_text
 from nst.hardware import amx_cpu, describe, native_bf16_cpu
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
+from nst.johnson.model import zero_head
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
 from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
@@ -91,6 +92,7 @@ def build_model(config: TrainConfig) -> TransformerNet:
     net_config = TransformerConfig(
         width=config.width,
         residual_blocks=config.residual_blocks,
+        photo_skip=config.photo_skip,
         style=style_metadata(config),
         training=training_metadata(config),
     )
@@ -112,6 +114,10 @@ def _initialise_from(model: TransformerNet, path: str) -> TransformerNet:
         model.load_state_dict(source.state_dict())
     else:
         widen_into(model, source)
+    if model.config.photo_skip and not source.config.photo_skip:
+        # The source's last conv paints the whole picture; with the skip it would be added
+        # to the photo. Zeroed, the run starts from the photo and relearns only that conv.
+        zero_head(model)
     return source
 
 

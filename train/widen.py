@@ -26,6 +26,11 @@ SYMMETRY_NOISE = 1e-2
 def check_widenable(source: TransformerNet, target: TransformerNet, path: str) -> None:
     """A clear error unless ``source`` widens into ``target``."""
     mine, theirs = target.config, source.config
+    if theirs.photo_skip and not mine.photo_skip:
+        raise NSTError(
+            f"--init-from '{path}' adds its output to the photo (photo_skip); pass "
+            "--photo-skip yes to continue it."
+        )
     if mine.residual_blocks == theirs.residual_blocks and mine.width % theirs.width == 0:
         return
     raise NSTError(

@@ -143,6 +143,7 @@ def _hash_weights(model: TransformerNet) -> str:
     header = (
         f"nst-onnx-v{FORMAT_VERSION} opset{onnx_export.OPSET} torch{torch.__version__} "
         f"width{model.config.width} blocks{model.config.residual_blocks}"
+        + (" photo_skip" if model.config.photo_skip else "")
     )
     digest.update(header.encode())
     for key, tensor in sorted(model.state_dict().items()):

@@ -127,6 +127,9 @@ def fast_forward(
     if control.stop_at is not None:
         raise ValueError("fast_forward runs the whole net; use run_stage to stop early.")
     h, w = x.shape[-2:]
-    y = _run(model.encoder, pad_to_grid(x), control)  # (1, 4w, H/4, W/4)
+    x = pad_to_grid(x)
+    y = _run(model.encoder, x, control)  # (1, 4w, H/4, W/4)
     y = _run(model.decoder, _run(model.residuals, y, control), control)  # (1, 3, H, W)
+    if model.config.photo_skip:
+        y = y.add_(x)
     return y[..., :h, :w].clamp(0, 1)

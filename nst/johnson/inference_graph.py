@@ -137,17 +137,20 @@ class InferenceNet(nn.Module):
         head = net.head
         self.head_pad = head[0].padding[0]
         self.head = space_to_depth_conv(head[1])
+        self.photo_skip = net.config.photo_skip
         self.requires_grad_(False).eval()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
         # Always pad (a zero pad is a no-op): a branch would freeze at the export's size.
         pad_h, pad_w = (GRID - h % GRID) % GRID, (GRID - w % GRID) % GRID
-        x = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
-        x = self.residuals(self.encoder(x))
+        padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
+        x = self.residuals(self.encoder(padded))
         for conv, norm in self.ups:
             x = F.relu(norm(conv(F.pad(x, (1, 1, 1, 1), mode="replicate"))))
         p = self.head_pad
         x = F.pad(x, (p, p, p, p), mode="reflect")
         y = F.pixel_shuffle(self.head(space_to_depth(x, 2)), 2)
+        if self.photo_skip:
+            y = y + padded
         return y[..., :h, :w].clamp(0, 1)

@@ -33,6 +33,9 @@ class TransformerConfig:
 
     width: int = 32  # channels of the first conv; 64 and 128 follow. 16 = half width (CPU)
     residual_blocks: int = 5
+    # Output = the photo + the last conv's output: the net learns only what the style
+    # changes, so the photo's detail need not pass through the 1/4-scale bottleneck.
+    photo_skip: bool = False
     model_type: str = MODEL_TYPE
     style: dict[str, Any] = field(default_factory=dict)  # id, title, artist, image, ...
     training: dict[str, Any] = field(default_factory=dict)  # the settings it was made with
@@ -43,7 +46,8 @@ class TransformerConfig:
             raise NSTError(
                 f"config.json describes a '{data.get('model_type')}', not a {MODEL_TYPE}."
             )
-        known = {k: data[k] for k in ("width", "residual_blocks", "style", "training") if k in data}
+        names = ("width", "residual_blocks", "photo_skip", "style", "training")
+        known = {k: data[k] for k in names if k in data}
         try:
             config = cls(**known)
         except TypeError as exc:
@@ -52,6 +56,8 @@ class TransformerConfig:
             raise NSTError(f"config.json: width must be a positive integer, not {config.width!r}.")
         if not (isinstance(config.residual_blocks, int) and config.residual_blocks >= 0):
             raise NSTError("config.json: residual_blocks must be a non-negative integer.")
+        if not isinstance(config.photo_skip, bool):
+            raise NSTError("config.json: photo_skip must be true or false.")
         return config
 
 
@@ -120,6 +126,8 @@ class TransformerNet(nn.Module):
             UpsampleConv(2 * w, w),  # (B, w, H, W)
             ConvLayer(w, 3, 9),  # (B, 3, H, W)
         )
+        if self.config.photo_skip:
+            zero_head(self)  # a new net starts as the identity: the photo itself
 
     # The stages by role, for code that runs the net piece by piece (exact tiling in
     # nst.johnson.tiling); the Sequentials above keep the state_dict's key names.
@@ -149,11 +157,22 @@ class TransformerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
-        y = self.decoder(self.residuals(self.encoder(pad_to_grid(x))))
+        x = pad_to_grid(x)
+        y = self.decoder(self.residuals(self.encoder(x)))
+        if self.config.photo_skip:
+            y = y + x
         y = y[..., :h, :w]
         # No sigmoid: the last conv learns the range. Clamp only at inference, since a
         # clamp's zero gradient outside [0, 1] would stall training.
         return y if self.training else y.clamp(0, 1)
+
+
+@torch.no_grad()
+def zero_head(net: TransformerNet) -> None:
+    """Zero the last conv: with ``photo_skip`` the net then outputs its input unchanged."""
+    conv = net.head[1]
+    conv.weight.zero_()
+    conv.bias.zero_()
 
 
 #: Input sides must be multiples of this: the two stride-2 stages then come back to size.

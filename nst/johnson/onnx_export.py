@@ -60,6 +60,8 @@ class ExportableNet(nn.Module):
         pad_h, pad_w = (GRID - h % GRID) % GRID, (GRID - w % GRID) % GRID
         x = nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
         y = self.net.decoder(self.net.residuals(self.net.encoder(x)))
+        if self.net.config.photo_skip:
+            y = y + x
         return y[..., :h, :w].clamp(0, 1)
 
 

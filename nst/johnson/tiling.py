@@ -297,7 +297,10 @@ def tiled_forward(
     out = torch.empty(1, 3, hp, wp)
 
     def write(y: torch.Tensor, rows: slice, cols: slice) -> None:
-        out[..., rows, cols] = y.to("cpu", torch.float32).clamp_(0, 1)
+        y = y.to("cpu", torch.float32)
+        if net.config.photo_skip:
+            y = y + padded[..., rows, cols].to("cpu", torch.float32)
+        out[..., rows, cols] = y.clamp_(0, 1)
 
     to_output = nn.Sequential(up2, net.head)
     _stage_pass(net, to_output, half, side, ticker, fixed=[d1], sink=write)
