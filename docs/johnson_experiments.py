@@ -1,6 +1,6 @@
-"""Reproduce the seed's Johnson experiments: content layer, and batch size.
+"""Reproduce the seed's Johnson experiments: content layer, and batch size; and the photo skip.
 
-    python docs/johnson_experiments.py [--steps 1000] [--jobs 2] [--only content|batch]
+    python docs/johnson_experiments.py [--steps 1000] [--jobs 2] [--only content|batch|skip]
                                        [--init-from FOLDER|none]
 
 Trains one style (The Starry Night by default) with the real VGG16 and ../shared/data/train,
@@ -12,14 +12,16 @@ number of steps each:
 - content layer relu1_2 vs relu2_2 vs relu3_3 vs relu4_3 (batch 4, seed 0);
 - batch size 1 vs 4 vs 8 (content relu2_2), each with seeds 0 and 1, so that the spread
   between two seeds shows how much of a difference is noise. The batch-4 seed-0 run is
-  shared with the first set.
+  shared with the first set;
+- the plain net against one with ``--photo-skip yes`` (output = photo + the net's last
+  conv), batch 4, seeds 0 and 1; the plain runs are the batch set's batch-4 runs.
 
 Runs go to runs/experiments/<name>/ (ignored by git). A finished run is not trained again,
 an interrupted one is resumed, so the script can be re-run to redo only the figures. Then
 every final network stylises the same held-out photos from ../shared/data/content, and one
 fixed loss (content at relu2_2, style at relu1_2/2_2/3_3/4_3, each normalised as in
 nst.losses) scores them all, whatever content layer they were trained with. Writes
-docs/experiments/crop<size>px/{content_layer,batch_size}.jpg, results.csv and results.md,
+docs/experiments/crop<size>px/{content_layer,batch_size,photo_skip}.jpg, results.csv and results.md,
 and prints the machine it ran on. Each finished run is scored once, and its score and
 pictures are kept in docs/experiments/crop<size>px/scored/ (committed: run folders do not
 survive a lost machine), so the runs of one table can be trained in different sessions;

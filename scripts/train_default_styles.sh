@@ -32,6 +32,9 @@ PHOTO_SIZE="${PHOTO_SIZE-256}"  # --photo-size; PHOTO_SIZE= (empty): whole photo
 STYLE_SIZE="${STYLE_SIZE:-512}"
 BATCH="${BATCH:-4}"
 WIDTH="${WIDTH:-zoo}"  # zoo = the bundled net's width (16 or 32)
+# yes: the net adds its output to the photo (--photo-skip; from a plain net, its last conv
+# starts at zero); zoo = as the bundled net
+PHOTO_SKIP="${PHOTO_SKIP:-zoo}"
 STYLE_WEIGHT="${STYLE_WEIGHT:-10}"
 LR="${LR:-5e-4}"
 LR_FINAL="${LR_FINAL:-5e-5}"  # linear decay over the time budget
@@ -53,13 +56,17 @@ train() {  # id, file, title, painting, artist, year
   if [ -f "$RUNS/$1/run.json" ]; then
     args+=(--resume)
   else
-    local width="$WIDTH"  # a resumed run keeps its own
+    local width="$WIDTH" skip="$PHOTO_SKIP"  # a resumed run keeps its own
     if [ "$width" = zoo ]; then
       width=$("$PY" -c "import json, sys; print(json.load(open(sys.argv[1]))['width'])" \
         "zoo/models/$1/config.json")
     fi
+    if [ "$skip" = zoo ]; then
+      skip=$("$PY" -c "import json, sys; c = json.load(open(sys.argv[1])); \
+print('yes' if c.get('photo_skip') else 'no')" "zoo/models/$1/config.json")
+    fi
     args+=(--style "$SHARED/data/styles/$2" --data "$SHARED/data/train" --vgg-weights "$VGG"
-      "${init[@]}" --width "$width" --style-weight "$STYLE_WEIGHT" --lr "$LR" --lr-final "$LR_FINAL"
+      "${init[@]}" --width "$width" --photo-skip "$skip" --style-weight "$STYLE_WEIGHT" --lr "$LR" --lr-final "$LR_FINAL"
       --iterations 1000000 --image-size "$SIZE" --batch-size "$BATCH" --style-size "$STYLE_SIZE"
       ${PHOTO_SIZE:+--photo-size "$PHOTO_SIZE"}
       --precision "$PRECISION" --checkpoint-every 50 --keep-checkpoints 1000 --preview-every 200 --progress no

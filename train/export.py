@@ -224,6 +224,7 @@ def model_card(
         **training,
         "width": config.get("width"),
         "residual_blocks": config.get("residual_blocks"),
+        "photo_skip": config.get("photo_skip", False),
     }
     warm_start = f"`{_shown_source(init_from)}`" if init_from else None
     return ModelCard.from_template(
