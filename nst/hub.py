@@ -1,12 +1,17 @@
 """The project's one path to the Hugging Face Hub, through ``huggingface_hub`` only.
 
-The zoo's style models (:mod:`zoo.hub`) and the VGG loss network (:mod:`nst.vgg`) are both
-fetched by :func:`download_file`. The Hub's own settings are read from the environment at
-*call* time, because ``huggingface_hub.constants`` froze them when it was imported:
-``HF_ENDPOINT`` (a mirror or a private Hub), ``HF_HOME``/``HF_HUB_CACHE`` (the cache),
-``HF_HUB_OFFLINE`` (cache only) and ``HF_TOKEN`` (private repos). Every failure becomes an
-:class:`NSTError` that names what was fetched and says what to do; an LFS file whose
-sha256 differs from the Hub's (its ETag) is removed from the cache, never served as good.
+Downloads: the style networks (:func:`fetch_model`, used by
+``TransformerNet.from_pretrained`` and the zoo) and the VGG loss network (:mod:`nst.vgg`)
+are fetched by :func:`download_file`. Uploads: ``TransformerNet.push_to_hub`` and
+``python -m train.publish`` go through :func:`upload_folder`.
+
+The Hub's own settings are read from the environment at *call* time, because
+``huggingface_hub.constants`` froze them when it was imported: ``HF_ENDPOINT`` (a mirror or
+a private Hub), ``HF_HOME``/``HF_HUB_CACHE`` (the cache), ``HF_HUB_OFFLINE`` (cache only)
+and ``HF_TOKEN`` (private repos, uploads). Every failure becomes an :class:`NSTError` that
+names what was fetched or sent and says what to do; an LFS file whose sha256 differs from
+the Hub's (its ETag) is removed from the cache, never served as good; a token is never
+shown in a message.
 """
 
 from __future__ import annotations
@@ -15,11 +20,27 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nst.errors import NSTError
-from nst.files import file_sha256
+from nst.files import file_sha256, is_pickle
 
 _SHA256_ETAG = re.compile(r"^[0-9a-f]{64}$")
+#: A Hub repo id, ``user/name`` (or ``org/name``).
+REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
+#: The files of a model repo, as ``PyTorchModelHubMixin.save_pretrained`` names them.
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+
+
+def is_repo_id(value: object) -> bool:
+    """``user/name``, and not a local path (which the Hub cannot resolve)."""
+    return (
+        isinstance(value, str)
+        and bool(REPO_ID_PATTERN.match(value))
+        and not value.startswith((".", "/", "~"))
+        and not Path(value).exists()
+    )
 
 
 @dataclass(frozen=True)
@@ -242,3 +263,135 @@ def list_repo_files(repo_id: str, revision: str) -> list[str]:
     settings = hub_settings()
     api = HfApi(endpoint=settings.endpoint, token=settings.token)
     return api.list_repo_files(repo_id, revision=revision)
+
+
+def fetch_model(
+    subject: str,
+    repo_id: str,
+    revision: str,
+    filename: str = WEIGHTS_NAME,
+    *,
+    sha256: str | None = None,
+    progress: bool = True,
+    tqdm_class: type | None = None,
+) -> Path:
+    """Download a model's ``filename`` and the ``config.json`` beside it; the weights' path.
+
+    With ``sha256`` (the zoo catalogue's pin) the weights must match it. A repo that offers
+    only pickles (``pytorch_model.bin``, ...) is refused by name without downloading them:
+    loading a pickle can run arbitrary code.
+    """
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    if not filename.endswith(".safetensors"):
+        raise NSTError(_pickle_message(subject, repo_id, [filename]))
+    try:
+        weights = download_file(
+            subject,
+            repo_id,
+            filename,
+            revision,
+            progress=progress,
+            tqdm_class=tqdm_class,
+            sha256=sha256,
+            pin_hint="if the style was retrained on purpose, update the catalogue's revision "
+            "and sha256",
+        )
+    except NSTError as exc:
+        cause = exc.__cause__
+        if isinstance(cause, EntryNotFoundError) and not isinstance(cause, LocalEntryNotFoundError):
+            pickles = _pickles_in(repo_id, revision)
+            if pickles:
+                raise NSTError(_pickle_message(subject, repo_id, pickles)) from exc
+        raise
+    config_name = Path(filename).with_name(CONFIG_NAME).as_posix()
+    try:
+        download_file(subject, repo_id, config_name, revision, progress=False)
+    except NSTError as exc:
+        raise NSTError(f"{exc} ({CONFIG_NAME} is needed to rebuild the network.)") from exc
+    return weights
+
+
+def _pickles_in(repo_id: str, revision: str) -> list[str]:
+    try:
+        files = list_repo_files(repo_id, revision)
+    except Exception:  # listing is only used to improve the message
+        return []
+    return [f for f in files if is_pickle(f)]
+
+
+def _pickle_message(subject: str, repo_id: str, pickles: list[str]) -> str:
+    return (
+        f"{subject}: the Hub repo '{repo_id}' offers only pickle checkpoints "
+        f"({', '.join(pickles[:3])}), no {WEIGHTS_NAME}. Pickles can run arbitrary code, "
+        f"so only safetensors are loaded: ask the owner to upload {WEIGHTS_NAME} "
+        "(safetensors.torch.save_file) or convert it yourself and load the folder."
+    )
+
+
+def cached_file(repo_id: str, revision: str, filename: str) -> Path | None:
+    """The cached ``filename`` of this repo and revision, or None; never touches the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    result: Any = try_to_load_from_cache(
+        repo_id, filename, cache_dir=hub_settings().cache_dir, revision=revision
+    )
+    return Path(result) if isinstance(result, str) else None
+
+
+# ---- uploads ---------------------------------------------------------------------------
+
+
+def resolve_token(token: str | None = None) -> str:
+    """The token to upload with: the argument, ``HF_TOKEN``, or the login cache."""
+    from huggingface_hub import get_token
+
+    token = token or hub_settings().token or get_token()
+    if not token:
+        raise NSTError(
+            "No Hugging Face token: set HF_TOKEN to a token with write access "
+            "(https://huggingface.co/settings/tokens) or run `hf auth login` once."
+        )
+    return token
+
+
+def _upload_error(action: str, exc: Exception, token: str) -> NSTError:
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status == 401:
+        hint = "The token was refused: check HF_TOKEN (or log in again with `hf auth login`)."
+    elif status == 403:
+        hint = "The token may not write to this namespace: use a write token for it."
+    else:
+        hint = "Check the network and the repo name, then run the same command again."
+    detail = f"{type(exc).__name__}: {exc}".replace(token, "***")  # never show the token
+    return NSTError(f"{action} failed ({detail}). {hint}")
+
+
+def upload_folder(
+    repo_id: str,
+    folder: str | os.PathLike,
+    *,
+    commit_message: str,
+    private: bool = False,
+    token: str | None = None,
+) -> Any:
+    """Upload ``folder`` to the model repo ``repo_id`` (created if missing) as one commit.
+
+    The token is checked first, so a refused one creates nothing. Returns huggingface_hub's
+    ``CommitInfo`` (a ``str``, the commit's URL, with ``.oid``, the commit id).
+    """
+    from huggingface_hub import HfApi
+
+    token = resolve_token(token)
+    api = HfApi(endpoint=hub_settings().endpoint, token=token)
+    try:
+        api.whoami()
+    except Exception as exc:  # refuse early, before anything is created
+        raise _upload_error("Checking the Hugging Face token", exc, token) from None
+    try:
+        api.create_repo(repo_id, private=private, exist_ok=True)
+        return api.upload_folder(
+            repo_id=repo_id, folder_path=folder, commit_message=commit_message
+        )
+    except Exception as exc:  # HTTP, network, validation: all end the same way
+        raise _upload_error(f"Uploading to '{repo_id}'", exc, token) from None

@@ -1,33 +1,40 @@
 """Model cards: metadata the Hub accepts (licence ids, no local paths, base_model), built
-from the template; the bundled styles' cards pass the same check."""
+from the one template; the bundled styles' cards pass the same checks, state the steps
+actually run and the judged losses, and are what the template makes of their config.json."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from huggingface_hub import ModelCard
 
-from train.export import card_metadata_problems, hub_license, model_card
+import zoo
+from nst.johnson.card import card_metadata_problems, hub_license, model_card, write_card
 
 ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_CARDS = sorted((ROOT / "zoo" / "models").glob("*/README.md"))
+BUNDLED = sorted(p.parent for p in (ROOT / "zoo" / "models").glob("*/README.md"))
 
 
-def _config(init_from: str | None = None) -> dict:
-    training = {"iterations": 10, "style_weight": 3.0, "content_layers": ["relu2_2"]}
+def _config(init_from: str | None = None, **training: object) -> dict:
+    record = {
+        "iterations": 1000,
+        "steps": 10,
+        "train_seconds": 65.0,
+        "style_weight": 3.0,
+        "content_layers": ["relu2_2"],
+        "hardware": "CPU",
+        **training,
+    }
     if init_from:
-        training["init_from"] = init_from
+        record["init_from"] = init_from
     return {
         "width": 16,
         "residual_blocks": 5,
         "style": {"title": "Waves", "painting": "The Waves", "artist": "A", "year": "1900"},
-        "training": training,
+        "training": record,
     }
-
-
-def _state(**run: str) -> dict:
-    return {"config": run, "hardware": "CPU", "train_seconds": 65.0, "step": 10}
 
 
 @pytest.mark.parametrize(
@@ -57,11 +64,10 @@ def test_the_old_cards_metadata_is_refused() -> None:
 def test_a_card_from_the_template_has_valid_metadata_and_no_local_paths(tmp_path: Path) -> None:
     local = tmp_path / "runs" / "reconstruction" / "export"
     local.mkdir(parents=True)
-    card = model_card(
-        _config(init_from=str(local)),
-        _state(license="public domain", dataset="BSDS500 (../shared/data/train)"),
-        ["samples/dog.jpg"],
+    config = _config(
+        init_from=str(local), license="public domain", dataset="BSDS500 (../shared/data/train)"
     )
+    card = model_card(config, samples=["samples/dog.jpg"])
     data = card.data.to_dict()
     assert card_metadata_problems(data) == []
     assert data["license"] == "cc0-1.0" and "base_model" not in data and "datasets" not in data
@@ -71,13 +77,53 @@ def test_a_card_from_the_template_has_valid_metadata_and_no_local_paths(tmp_path
 
 
 def test_a_net_warm_started_from_a_hub_repo_names_it_as_base_model() -> None:
-    card = model_card(_config(init_from="someone/starry-night"), _state(dataset="user/photos"), [])
+    card = model_card(_config(init_from="someone/starry-night", dataset="user/photos"))
     data = card.data.to_dict()
     assert data["base_model"] == "someone/starry-night" and data["datasets"] == ["user/photos"]
     assert card_metadata_problems(data) == []
 
 
-@pytest.mark.parametrize("card", BUNDLED_CARDS, ids=lambda p: p.parent.name)
-def test_bundled_cards_metadata_is_valid_for_the_hub(card: Path) -> None:
-    metadata = ModelCard.load(card).data.to_dict()
-    assert card_metadata_problems(metadata) == [], card
+def test_the_card_states_the_steps_run_not_the_step_ceiling() -> None:
+    stopped = _config(iterations=1_000_000, steps=419, total_steps=16249, max_minutes=25.0)
+    stopped["training"]["train_seconds"] = 1500.9
+    text = model_card(stopped).text
+    assert "419 in this run, where it reached its time limit of 25 min; 16249 in all" in text
+    assert "| `steps` | `419` |" in text and "| `total_steps` | `16249` |" in text
+    assert "1000000" not in text and "iterations" not in text
+
+
+def test_the_usage_lines_name_the_repo_and_the_evaluation_is_shown() -> None:
+    evaluation = {
+        "photos": ["a.jpg", "b.jpg"],
+        "size": 512,
+        "content": 1.0,
+        "style": 0.1,
+        "gatys_100": {"content": 0.5, "style": 0.05},
+    }
+    card = model_card(_config(), repo_id="someone/waves", evaluation=evaluation)
+    assert 'TransformerNet.from_pretrained("someone/waves")' in card.text
+    assert "| this network | 1.000 | 0.1000 | 2.000 |" in card.text
+    assert "| this network / Gatys-100 | 2.00 | 2.00 | 2.00 |" in card.text
+    assert "Not judged yet" in model_card(_config()).text
+
+
+@pytest.mark.parametrize("folder", BUNDLED, ids=lambda p: p.name)
+def test_bundled_cards_are_the_template_and_true_to_config(folder: Path, tmp_path: Path) -> None:
+    card = ModelCard.load(folder / "README.md")
+    assert card_metadata_problems(card.data.to_dict()) == [], folder
+    training = json.loads((folder / "config.json").read_text())["training"]
+    text = card.text
+    assert f"- Steps: {training['steps']} in this run" in text
+    assert f"{training['total_steps']} in all" in text
+    assert str(training["iterations"]) not in text  # a ceiling, not steps run
+    assert f"Hardware: {training['hardware']}" in text
+    assert "Session" not in text and "README" not in text and "../" not in text
+    entry = zoo.get_style(folder.name)
+    assert entry.evaluation and "## Evaluation" in text and "| Gatys-100 |" in text
+    assert f"| {entry.evaluation['ratio']['style']:.2f} |" in text
+    # what `python -m zoo cards` writes from the same files: no hand edits
+    copy = tmp_path / folder.name
+    copy.mkdir()
+    (copy / "config.json").write_bytes((folder / "config.json").read_bytes())
+    write_card(copy, evaluation=entry.evaluation)
+    assert (copy / "README.md").read_text() == (folder / "README.md").read_text()

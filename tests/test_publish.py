@@ -68,7 +68,8 @@ def test_publish_uploads_one_commit_and_adds_a_pinned_zoo_entry(
     )
     assert sorted(uploaded) == local
     assert uploaded["model.safetensors"] == (export_dir / "model.safetensors").read_bytes()
-    assert f'zoo.load("{REPO}")' in uploaded["README.md"].decode()  # the card names its repo
+    card = uploaded["README.md"].decode()  # the card names the repo it lives in
+    assert f'TransformerNet.from_pretrained("{REPO}")' in card and f'zoo.load("{REPO}")' in card
 
     # the zoo downloads the pinned commit, checks the sha256 and runs the same network
     zoo.clear_cache()

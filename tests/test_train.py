@@ -19,11 +19,11 @@ from safetensors.torch import load_file
 from nst.errors import NSTError
 from nst.images import load_image, to_tensor
 from nst.johnson import load_transformer
+from nst.johnson.card import card_metadata_problems, model_card
 from train import checkpoint as ckpt
 from train import data
 from train.__main__ import main
 from train.config import TrainConfig
-from train.export import card_metadata_problems
 
 TINY = [
     "--iterations", "4", "--image-size", "32", "--batch-size", "2", "--style-size", "48",
@@ -283,10 +283,8 @@ def test_init_from_starts_at_the_given_network_and_refuses_another_shape(setup, 
         assert (cold(photo) - given(photo)).abs().max() > 1e-2  # a cold start is another net
     assert json.loads((setup["tmp"] / "warm" / "run.json").read_text())["init_from"] == str(source)
     assert warm.config.training["init_from"] == str(source)
-    from train.export import model_card
-
     assert warm.config.training["warm_start"]["steps"] == 4  # the start's own training
-    card = str(model_card({"training": warm.config.training}, {}, []))
+    card = str(model_card({"training": warm.config.training}))
     # named, but an absolute path stays off the card
     assert f"Warm start: from the weights of `{source.name}`" in card and str(source) not in card
 

@@ -189,3 +189,38 @@ def test_pickle_is_refused_without_being_opened(tmp_path) -> None:
     disguised.write_bytes(pickle.dumps(Boom()))
     with pytest.raises(NSTError, match="not a valid safetensors"):
         load_transformer(disguised)
+
+
+def test_save_pretrained_writes_the_mixin_layout_and_from_pretrained_reads_it(tmp_path) -> None:
+    from dataclasses import fields
+
+    net = _net(width=8)
+    net.config.style = {"id": "test", "title": "A test"}
+    net.save_pretrained(tmp_path / "model")
+    folder = tmp_path / "model"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+    ]
+    # config.json is the config dataclass in its own field order, as existing files are
+    config = json.loads((folder / "config.json").read_text())
+    assert list(config) == [f.name for f in fields(TransformerConfig)]
+    assert "A test" in (folder / "README.md").read_text()
+    x = torch.rand(1, 3, 24, 28)
+    for name in (folder, str(folder)):
+        loaded = TransformerNet.from_pretrained(name)
+        assert not loaded.training and loaded.config.style["id"] == "test"
+        with torch.inference_mode():
+            torch.testing.assert_close(loaded(x), net(x), atol=0, rtol=0)
+
+
+def test_a_folder_with_only_a_pickle_is_refused_by_name(tmp_path) -> None:
+    class Boom:
+        def __reduce__(self):
+            return (exec, ("raise SystemExit('pickle code ran')",))
+
+    (tmp_path / "pytorch_model.bin").write_bytes(pickle.dumps(Boom()))
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(NSTError, match=r"pytorch_model\.bin' is a pickle"):
+        TransformerNet.from_pretrained(tmp_path)

@@ -290,6 +290,25 @@ def test_training_export_round_trips_through_the_hub(fake_hub: FakeHub, tmp_path
     assert same_output(zoo.load("mine", catalogue=catalogue), model)
 
 
+def test_push_to_hub_then_from_pretrained_by_repo_id(fake_hub: FakeHub, tmp_path: Path) -> None:
+    """The mixin's API on the project's Hub path: push_to_hub -> from_pretrained("u/n")."""
+    model = tiny_model(11)
+    model.config.style = {"id": "pushed", "title": "Pushed"}
+    fake_hub.token = FAKE_TOKEN
+    info = model.push_to_hub("tester/pushed")
+    files = fake_hub.files("tester/pushed", info.oid)
+    assert sorted(files) == ["README.md", "config.json", "model.safetensors"]
+    assert json.loads(files["config.json"]) == json.loads(
+        (export(model, tmp_path / "same") / "config.json").read_text()
+    )
+    assert 'TransformerNet.from_pretrained("tester/pushed")' in files["README.md"].decode()
+    loaded = TransformerNet.from_pretrained("tester/pushed", progress=False)
+    assert same_output(loaded, model) and not loaded.training
+    assert loaded.config == model.config
+    pinned = TransformerNet.from_pretrained("tester/pushed", revision=info.oid, progress=False)
+    assert same_output(pinned, model)
+
+
 # ---- faults: each a clear error, nothing half-written kept -----------------------------
 
 
@@ -378,6 +397,8 @@ def test_pickle_only_repo_is_refused(fake_hub: FakeHub, tmp_path: Path) -> None:
         zoo.load("pickled", catalogue=catalogue)
     with pytest.raises(NSTError, match=r"Hub repo 'eve/pickled'.*only pickle"):
         zoo.load("eve/pickled")
+    with pytest.raises(NSTError, match=r"Hub repo 'eve/pickled'.*only pickle"):
+        TransformerNet.from_pretrained("eve/pickled")  # never the mixin's torch.load path
     assert fake_hub.count("GET", "*/pytorch_model.bin") == 0  # never even downloaded
     assert cache_files(tmp_path / "hf") == []
 

@@ -2,9 +2,10 @@
 
 The folder holds ``model.safetensors`` (fp16: half the download, no visible change),
 ``config.json`` (architecture, style metadata, hyper-parameters), ``style.jpg``,
-``samples/*.jpg`` and ``README.md``, a model card made with ``huggingface_hub``'s
-``ModelCard`` / ``ModelCardData``. It is written beside the final folder and renamed
-into place, so an export is complete or absent.
+``samples/*.jpg`` and ``README.md``, the model card (:mod:`nst.johnson.card`, filled from
+``config.json``, whose ``training`` record holds the steps run, the time, the machine and
+the licence). It is written beside the final folder and renamed into place, so an export
+is complete or absent.
 
 ``python -m train.export RUN_DIR [--step N]`` exports any checkpoint again.
 """
@@ -12,9 +13,7 @@ into place, so an export is complete or absent.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ from nst.errors import NSTError
 from nst.files import atomic_path
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerNet, load_transformer, save_transformer
+from nst.johnson.card import write_card
 from train import checkpoint as ckpt
 from train import data
 from train.config import TrainConfig
@@ -84,6 +84,7 @@ def training_metadata(config: TrainConfig) -> dict[str, object]:
         # As given: an export folder's own name is just "export", which says nothing.
         meta["init_from"] = str(config.init_from)
     meta["optimizer"] = "adam"
+    meta["license"] = config.license  # of the trained weights: the card's licence
     return meta
 
 
@@ -129,131 +130,6 @@ def write_samples(model: TransformerNet, photos: Sequence[Path], folder: Path) -
     return names
 
 
-def _format_seconds(seconds: float) -> str:
-    hours, rest = divmod(int(round(seconds)), 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
-
-
-#: Licence ids the Hub accepts in a card's ``license:`` (a subset of
-#: https://huggingface.co/docs/hub/repositories-licenses); anything else becomes ``other``
-#: with a ``license_name``.
-HUB_LICENSES = frozenset(
-    {
-        "apache-2.0", "mit", "bsd-2-clause", "bsd-3-clause", "cc0-1.0", "cc-by-4.0",
-        "cc-by-sa-4.0", "cc-by-nc-4.0", "cc-by-nc-sa-4.0", "gpl-3.0", "lgpl-3.0",
-        "openrail", "creativeml-openrail-m", "unlicense", "other",
-    }
-)  # fmt: skip
-#: What people write that the Hub spells another way.
-_LICENSE_ALIASES = {"public domain": "cc0-1.0", "public-domain": "cc0-1.0", "cc0": "cc0-1.0"}
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-TEMPLATE = Path(__file__).resolve().parent / "templates" / "model_card.md"
-CARD_TAGS = ["style-transfer", "neural-style-transfer", "johnson2016", "pytorch", "safetensors"]
-
-
-def hub_license(value: str | None) -> dict[str, str]:
-    """``license`` (and ``license_name`` for ``other``) as the Hub's metadata wants them."""
-    text = (value or "mit").strip()
-    lowered = _LICENSE_ALIASES.get(text.lower(), text.lower())
-    if lowered in HUB_LICENSES and lowered != "other":
-        return {"license": lowered}
-    slug = re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "custom"
-    return {"license": "other", "license_name": slug}
-
-
-def is_hub_id(value: object) -> bool:
-    """``user/name``, not a local path (which the Hub cannot resolve)."""
-    return (
-        isinstance(value, str)
-        and bool(_HUB_ID.match(value))
-        and not value.startswith((".", "/", "~"))
-        and not Path(value).exists()
-    )
-
-
-def card_metadata_problems(metadata: dict[str, Any]) -> list[str]:
-    """What the Hub would reject or misread in a model card's metadata (empty = fine)."""
-    problems = []
-    license_id = metadata.get("license")
-    if license_id not in HUB_LICENSES:
-        problems.append(f"license {license_id!r} is not a Hub licence id")
-    if license_id == "other" and not metadata.get("license_name"):
-        problems.append("license 'other' needs a license_name")
-    if "library_name" in metadata:
-        problems.append(f"library_name {metadata['library_name']!r}: leave it out (use tags)")
-    for key in ("datasets", "base_model"):
-        values = metadata.get(key) or []
-        for value in [values] if isinstance(values, str) else values:
-            if not is_hub_id(value):
-                problems.append(f"{key} {value!r} is not a Hub repo id (user/name)")
-    return problems
-
-
-def _shown_source(init_from: str) -> str:
-    """A warm start as a card may name it: a Hub id or a relative path as given; of an
-    absolute path only its last part (a card never shows where a machine keeps files)."""
-    if is_hub_id(init_from) or not Path(init_from).is_absolute():
-        return init_from
-    return Path(init_from).name
-
-
-def model_card(
-    config: dict[str, Any],
-    state: dict[str, Any],
-    samples: Sequence[str],
-    repo_id: str | None = None,
-) -> Any:
-    """The model card (a ``huggingface_hub.ModelCard`` from ``templates/model_card.md``)."""
-    from huggingface_hub import ModelCard, ModelCardData
-
-    run = state.get("config", {})
-    style = config.get("style", {})
-    training = config.get("training", {})
-    dataset = run.get("dataset") or training.get("dataset") or "photos"
-    init_from = training.get("init_from")
-    card_data = ModelCardData(
-        pipeline_tag="image-to-image",
-        tags=CARD_TAGS,
-        model_name=f"Johnson 2016 style network: {style.get('title', '')}",
-        datasets=[dataset] if is_hub_id(dataset) else None,
-        base_model=init_from if is_hub_id(init_from) else None,
-        **hub_license(run.get("license")),
-    )
-    hyper = {
-        **training,
-        "width": config.get("width"),
-        "residual_blocks": config.get("residual_blocks"),
-        "photo_skip": config.get("photo_skip", False),
-    }
-    warm_start = f"`{_shown_source(init_from)}`" if init_from else None
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(TEMPLATE),
-        title=style.get("title", "Style"),
-        painting=style.get("painting") or style.get("title", ""),
-        by=f" by {style['artist']}" if style.get("artist") else "",
-        year=f" ({style['year']})" if style.get("year") else "",
-        samples=[{"stem": Path(s).stem, "path": s} for s in samples],
-        name=repo_id or "PATH_OR_REPO",
-        hyper=[
-            (k, json.dumps(v))
-            for k, v in hyper.items()
-            if k not in ("init_from", "warm_start") and v is not None  # None: not set
-        ],
-        dataset=dataset,
-        hardware=state.get("hardware", "unknown"),
-        precision=state.get("precision", "fp32"),
-        train_time=_format_seconds(float(state.get("train_seconds", 0.0))),
-        steps=state.get("step", "?"),
-        warm_start=warm_start,
-        prior_steps=(training.get("warm_start") or {}).get("steps"),
-        total_steps=training.get("total_steps"),
-        content_layers=training.get("content_layers"),
-        style_layers=training.get("style_layers"),
-    )
-
-
 def export_run(run_dir: str | os.PathLike, step: int | None = None) -> Path:
     """Write ``RUN_DIR/export`` from the latest (or the given) checkpoint."""
     run_dir = Path(run_dir)
@@ -273,6 +149,9 @@ def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> N
         if run.get(key) is not None:
             training[key] = run[key]
     record_progress(training, found.step, float(found.state.get("train_seconds", 0)))
+    for key in ("hardware", "precision"):  # what the card states of the machine
+        if found.state.get(key):
+            training[key] = found.state[key]
     save_transformer(model, tmp, half=True)
     style_path = Path(run.get("style", ""))
     if style_path.is_file():
@@ -286,9 +165,8 @@ def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> N
             photos = data.split_validation(files, run.get("val_count", 4))[1]
     except NSTError:
         photos = []  # the photos moved away since training: a card without samples
-    samples = write_samples(model, photos, tmp / "samples")
-    config = json.loads((tmp / "config.json").read_text())
-    model_card(config, found.state, samples).save(tmp / "README.md")
+    write_samples(model, photos, tmp / "samples")
+    write_card(tmp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

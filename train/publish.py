@@ -1,8 +1,10 @@
 """``python -m train.publish RUN_DIR/export --repo USER/NAME``: upload a style, add it to the zoo.
 
-``HfApi.create_repo`` + ``HfApi.upload_folder`` make one commit of the export folder; the
-zoo catalogue then gets an entry pinned to that commit, with the sha256 of
-``model.safetensors``, so the style users download is exactly the one published.
+The export folder goes up as one commit through the project's Hub path
+(:func:`nst.hub.upload_folder`, the one ``TransformerNet.push_to_hub`` uses too), with the
+card's usage lines naming the repo; the zoo catalogue then gets an entry pinned to that
+commit, with the sha256 of ``model.safetensors``, so the style users download is exactly
+the one published.
 
 The token comes from ``HF_TOKEN`` or the login cache (``hf auth login``). It is never
 printed or logged: messages from the Hub client are scrubbed of it before they are shown.
@@ -23,11 +25,9 @@ from typing import Any
 
 from nst.cli import run_command
 from nst.errors import NSTError
-from nst.johnson import load_transformer
-from nst.johnson.model import CONFIG_NAME, WEIGHTS_NAME
-
-CARD_NAME = "README.md"
-REPO_PLACEHOLDER = "PATH_OR_REPO"  # what export.model_card writes when it knows no repo yet
+from nst.hub import CONFIG_NAME, REPO_ID_PATTERN, WEIGHTS_NAME, upload_folder
+from nst.johnson import TransformerNet
+from nst.johnson.card import CARD_NAME, REPO_PLACEHOLDER
 
 
 @dataclass
@@ -60,7 +60,7 @@ def check_export(export_dir: Path) -> dict[str, Any]:
                 f"'{export_dir}' lacks {name}: it is not a complete export. Run "
                 "`python -m train.export RUN_DIR` first."
             )
-    model = load_transformer(export_dir)  # the same check the zoo does when it loads it
+    model = TransformerNet.from_pretrained(export_dir)  # as the zoo will load it
     return {"style": model.config.style, "training": model.config.training}
 
 
@@ -90,35 +90,6 @@ def catalogue_entry(
     }
 
 
-def resolve_token(token: str | None = None) -> str:
-    from huggingface_hub import get_token
-
-    token = token or get_token()
-    if not token:
-        raise NSTError(
-            "No Hugging Face token: set HF_TOKEN to a token with write access "
-            "(https://huggingface.co/settings/tokens) or run `hf auth login` once. "
-            "Use --dry-run to see what would be uploaded without one."
-        )
-    return token
-
-
-def _scrub(text: str, token: str) -> str:
-    return text.replace(token, "***") if token else text
-
-
-def _hub_error(action: str, exc: Exception, token: str) -> NSTError:
-    status = getattr(getattr(exc, "response", None), "status_code", None)
-    if status == 401:
-        hint = "The token was refused: check HF_TOKEN (or log in again with `hf auth login`)."
-    elif status == 403:
-        hint = "The token may not write to this namespace: use a write token for it."
-    else:
-        hint = "Check the network and the repo name, then run the same command again."
-    detail = _scrub(f"{type(exc).__name__}: {exc}", token)
-    return NSTError(f"{action} failed ({detail}). {hint}")
-
-
 def publish(
     export_dir: str | os.PathLike,
     repo_id: str,
@@ -130,8 +101,6 @@ def publish(
     token: str | None = None,
 ) -> PublishResult:
     """Upload ``export_dir`` to ``repo_id`` as one commit and add it to the zoo catalogue."""
-    from zoo.catalogue import REPO_ID_PATTERN
-
     export_dir = Path(export_dir)
     if not REPO_ID_PATTERN.match(repo_id):
         raise NSTError(f"--repo '{repo_id}' is not a Hub repo id: write it USER/NAME.")
@@ -140,28 +109,18 @@ def publish(
     if dry_run:
         return PublishResult(repo_id, files)
 
-    from huggingface_hub import HfApi
-
-    token = resolve_token(token)
-    api = HfApi(token=token)
-    try:
-        api.whoami()
-    except Exception as exc:  # refuse early, before anything is created
-        raise _hub_error("Checking the Hugging Face token", exc, token) from None
     with tempfile.TemporaryDirectory(prefix="nst-publish-") as tmp:
         staged = Path(tmp) / "export"
         shutil.copytree(export_dir, staged, ignore=shutil.ignore_patterns(".*"))
         card = staged / CARD_NAME  # the card's usage lines name the repo it lives in
         card.write_text(card.read_text(encoding="utf-8").replace(REPO_PLACEHOLDER, repo_id))
-        try:
-            api.create_repo(repo_id, private=private, exist_ok=True)
-            info = api.upload_folder(
-                repo_id=repo_id,
-                folder_path=staged,
-                commit_message=f"Upload style network '{config['style'].get('id')}'",
-            )
-        except Exception as exc:  # HTTP, network, validation: all end the same way
-            raise _hub_error(f"Uploading to '{repo_id}'", exc, token) from None
+        info = upload_folder(
+            repo_id,
+            staged,
+            commit_message=f"Upload style network '{config['style'].get('id')}'",
+            private=private,
+            token=token,
+        )
     result = PublishResult(repo_id, files, info.oid, str(info.commit_url))
     result.entry = catalogue_entry(export_dir, config, repo_id, info.oid)
     if add_to_zoo:

@@ -2,13 +2,13 @@
 
 ``zoo.load("starry_night")`` looks the name up in the catalogue (``zoo/catalogue.json``),
 takes the weights from the repo (bundled) or from the Hugging Face Hub (pinned commit,
-cached under ``HF_HOME``), checks their sha256, rebuilds the network from ``config.json``
-with strict loading, and keeps it in memory: the next call, from any thread, gets the same
-network without touching disk or network again.
+cached under ``HF_HOME``), checks their sha256, rebuilds the network with
+``TransformerNet.from_pretrained`` (strict, safetensors only), and keeps it in memory: the
+next call, from any thread, gets the same network without touching disk or network again.
 
 Also accepted: ``"user/name"`` or ``"user/name@revision"`` (any Hub repo holding
-``model.safetensors`` + ``config.json``, the layout ``save_pretrained`` and
-:func:`nst.johnson.save_transformer` write) and a local folder with those two files.
+``model.safetensors`` + ``config.json``, the layout ``TransformerNet.save_pretrained`` and
+``push_to_hub`` write) and a local folder with those two files.
 """
 
 from zoo.catalogue import StyleEntry, add_style

@@ -1,5 +1,5 @@
 """``python -m zoo list | info NAME | download NAME... | download --all | verify |
-export-onnx NAME -o FILE``.
+export-onnx NAME -o FILE | cards``.
 
 Errors meant for a person (:class:`NSTError`) print as one message and exit 1 (2 for a
 wrong command line);
@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from tqdm import tqdm  # a plain bar: shown in CI logs too, not only on a terminal
 
 import zoo
+from nst import hub
 from nst.cli import run_command
 from nst.errors import NSTError, UsageError
-from zoo import hub
 from zoo.catalogue import StyleEntry, catalogue_path
 
 
@@ -26,7 +26,7 @@ def _where(entry: StyleEntry) -> str:
     if entry.is_bundled:
         return "bundled"
     assert entry.repo_id is not None and entry.revision is not None
-    cached = hub.snapshot_cached_weights(entry.repo_id, entry.revision, entry.filename)
+    cached = hub.cached_file(entry.repo_id, entry.revision, entry.filename)
     return "cached" if cached is not None else "not downloaded"
 
 
@@ -104,6 +104,15 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_cards(args: argparse.Namespace) -> int:
+    from nst.johnson.card import write_card
+
+    for entry in zoo.list_styles(args.catalogue):
+        if entry.bundled_path is not None:
+            print(write_card(entry.bundled_path, evaluation=entry.evaluation or None))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m zoo", description="Style models: catalogue, download, verify."
@@ -131,6 +140,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("-o", "--output", required=True, help="the .onnx file to write")
     export.add_argument("--quiet", action="store_true", help="no download progress bar")
     export.set_defaults(run=cmd_export_onnx)
+    cards = sub.add_parser(
+        "cards",
+        help="rewrite the bundled styles' model cards (README.md) from their config.json and "
+        "the catalogue's evaluation; the weights are not touched",
+    )
+    cards.set_defaults(run=cmd_cards)
     return parser
 
 

@@ -6,6 +6,9 @@ relative to the catalogue) or on the Hub (``{"repo_id", "filename", "revision"}`
 a pinned 40-hex commit, so a style cannot change under a user's feet). ``sha256`` of
 ``model.safetensors`` is checked before any load, for both kinds.
 
+``evaluation`` (optional) holds the style network's judged losses against Gatys-100, as
+its model card shows them (:func:`nst.johnson.card.model_card`).
+
 Paths in an entry are relative to the catalogue file's folder, so a catalogue and its
 previews/models can live anywhere (``NST_ZOO_CATALOGUE`` points the zoo at another one).
 """
@@ -22,14 +25,13 @@ from typing import Any
 
 from nst.errors import NSTError
 from nst.files import atomic_path, atomic_write_text, file_sha256
-from nst.johnson.model import WEIGHTS_NAME
+from nst.hub import REPO_ID_PATTERN, WEIGHTS_NAME
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_CATALOGUE = ZOO_DIR / "catalogue.json"
 PREVIEW_LONG_SIDE = 512
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]{0,63}$")
-REPO_ID_PATTERN = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 COMMIT_PATTERN = re.compile(r"^[0-9a-f]{40}$")
 SHA256_PATTERN = re.compile(r"^[0-9a-f]{64}$")
 REQUIRED_FIELDS = ("id", "title", "painting", "artist", "year", "license", "preview", "weights")
@@ -52,6 +54,7 @@ class StyleEntry:
     weights: dict[str, str]
     sha256: str
     training: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)  # judged losses (model card)
     base_dir: Path = ZOO_DIR  # the folder the relative paths start from
 
     @property
@@ -83,6 +86,7 @@ class StyleEntry:
         return f"hub: {self.repo_id}/{self.filename} @ {self.revision}"
 
     def to_dict(self) -> dict[str, Any]:
+        evaluation = {"evaluation": dict(self.evaluation)} if self.evaluation else {}
         return {
             "id": self.id,
             "title": self.title,
@@ -94,6 +98,7 @@ class StyleEntry:
             "weights": dict(self.weights),
             "sha256": self.sha256,
             "training": dict(self.training),
+            **evaluation,
         }
 
 
@@ -160,6 +165,9 @@ def entry_from_dict(data: Any, base_dir: Path) -> StyleEntry:
     training = data.get("training", {})
     if not isinstance(training, dict):
         raise NSTError(f"Style '{style}': 'training' must be an object of settings.")
+    evaluation = data.get("evaluation", {})
+    if not isinstance(evaluation, dict):
+        raise NSTError(f"Style '{style}': 'evaluation' must be an object (the judged losses).")
     preview = str(data["preview"])
     return StyleEntry(
         id=style,
@@ -173,6 +181,7 @@ def entry_from_dict(data: Any, base_dir: Path) -> StyleEntry:
         weights=_check_weights(style, data["weights"]),
         sha256=sha,
         training=training,
+        evaluation=evaluation,
         base_dir=base_dir,
     )
 
@@ -266,7 +275,7 @@ def add_style(
         if not model_file.is_file():
             raise NSTError(
                 f"Style '{style}': no {WEIGHTS_NAME} in '{model_file.parent}'. Export the model "
-                "there first (nst.johnson.save_transformer)."
+                "there first (TransformerNet.save_pretrained or python -m train.export)."
             )
         actual = file_sha256(model_file)
         entry.setdefault("sha256", actual)

@@ -11,12 +11,12 @@ from typing import Any
 
 import torch
 
+from nst import hub
 from nst.errors import NSTError
 from nst.files import file_sha256
-from nst.johnson import TransformerNet, load_transformer
-from nst.johnson.model import WEIGHTS_NAME
-from zoo import hub
-from zoo.catalogue import REPO_ID_PATTERN, StyleEntry, read_catalogue
+from nst.hub import REPO_ID_PATTERN, WEIGHTS_NAME
+from nst.johnson import TransformerNet
+from zoo.catalogue import StyleEntry, read_catalogue
 
 _models: dict[tuple[Any, ...], TransformerNet] = {}
 _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
@@ -92,63 +92,62 @@ def _folder_source(path: Path) -> _Source:
     if not (folder / WEIGHTS_NAME).is_file():
         raise NSTError(
             f"Folder '{path}' holds no {WEIGHTS_NAME}: a zoo model folder needs "
-            f"{WEIGHTS_NAME} + config.json (as nst.johnson.save_transformer writes)."
+            f"{WEIGHTS_NAME} + config.json (as TransformerNet.save_pretrained writes)."
         )
     return _Source(f"Folder '{folder}'", folder=folder.resolve())
 
 
 def _load_from_entry(entry: StyleEntry, device: str, progress: bool) -> TransformerNet:
     subject = f"Style '{entry.id}'"
-    if entry.is_bundled:
-        folder = entry.bundled_path
-        assert folder is not None
-        weights = folder / WEIGHTS_NAME
-        if not weights.is_file():
-            raise NSTError(
-                f"{subject}: the bundled model '{weights}' is missing. Restore it from git "
-                "(git checkout -- zoo/models) or remove the entry from the catalogue."
-            )
-        actual = file_sha256(weights)
-        if actual != entry.sha256:
-            raise NSTError(
-                f"{subject}: the bundled '{weights}' has sha256 {actual[:12]}…, the catalogue "
-                f"expects {entry.sha256[:12]}…. Restore the file from git or re-add the style "
-                "with zoo.add_style."
-            )
-        return _load_checked(subject, weights, device, evict_on_error=False)
-    assert entry.repo_id is not None and entry.revision is not None
-    weights = hub.fetch_model(
-        subject,
-        entry.repo_id,
-        entry.revision,
-        entry.filename,
-        sha256=entry.sha256,
-        progress=progress,
-    )
-    return _load_checked(subject, weights, device, evict_on_error=True)
+    if not entry.is_bundled:
+        assert entry.repo_id is not None and entry.revision is not None
+        return TransformerNet.from_pretrained(
+            entry.repo_id,
+            revision=entry.revision,
+            filename=entry.filename,
+            sha256=entry.sha256,
+            progress=progress,
+            subject=subject,
+            map_location=device,
+        )
+    folder = entry.bundled_path
+    assert folder is not None
+    weights = folder / WEIGHTS_NAME
+    if not weights.is_file():
+        raise NSTError(
+            f"{subject}: the bundled model '{weights}' is missing. Restore it from git "
+            "(git checkout -- zoo/models) or remove the entry from the catalogue."
+        )
+    actual = file_sha256(weights)
+    if actual != entry.sha256:
+        raise NSTError(
+            f"{subject}: the bundled '{weights}' has sha256 {actual[:12]}…, the catalogue "
+            f"expects {entry.sha256[:12]}…. Restore the file from git or re-add the style "
+            "with zoo.add_style."
+        )
+    return _load_folder(subject, folder, device)
 
 
-def _load_checked(subject: str, weights: Path, device: str, evict_on_error: bool) -> TransformerNet:
-    """Strict load; a downloaded file that fails is removed so it is never reused."""
+def _load_folder(subject: str, folder: Path, device: str) -> TransformerNet:
     try:
-        return load_transformer(weights, device=device)
+        return TransformerNet.from_pretrained(folder, map_location=device)
     except NSTError as exc:
-        if evict_on_error:
-            hub.evict(weights)
-            detail = " The downloaded file was removed from the cache."
-        else:
-            detail = ""
-        raise NSTError(f"{subject}: {exc}{detail}") from exc
+        raise NSTError(f"{subject}: {exc}") from exc
 
 
 def _load_source(source: _Source, device: str, progress: bool) -> TransformerNet:
     if source.entry is not None:
         return _load_from_entry(source.entry, device, progress)
     if source.folder is not None:
-        return _load_checked(source.label, source.folder / WEIGHTS_NAME, device, False)
+        return _load_folder(source.label, source.folder, device)
     assert source.repo_id is not None
-    weights = hub.fetch_model(source.label, source.repo_id, source.revision, progress=progress)
-    return _load_checked(source.label, weights, device, evict_on_error=True)
+    return TransformerNet.from_pretrained(
+        source.repo_id,
+        revision=source.revision,
+        progress=progress,
+        subject=source.label,
+        map_location=device,
+    )
 
 
 def load(
@@ -238,7 +237,7 @@ def verify(catalogue: str | os.PathLike | None = None) -> list[VerifyResult]:
                 weights = None
         else:
             assert entry.repo_id is not None and entry.revision is not None
-            weights = hub.snapshot_cached_weights(entry.repo_id, entry.revision, entry.filename)
+            weights = hub.cached_file(entry.repo_id, entry.revision, entry.filename)
         if weights is not None and file_sha256(weights) != entry.sha256:
             problems.append(f"sha256 mismatch ({weights})")
         if problems:

@@ -3,16 +3,17 @@ Real-Time Style Transfer and Super-Resolution" (with the changes that became sta
 instance normalisation, Ulyanov et al. 2016, and upsample-then-convolve instead of
 transposed convolutions, Odena et al. 2016, against checkerboard artefacts).
 
-Saved as a folder holding ``model.safetensors`` and ``config.json``: the layout that
-``huggingface_hub``'s ``PyTorchModelHubMixin.save_pretrained`` writes, so a Hub repo, a
-bundled zoo style and a training export are one format.
+``TransformerNet`` is a ``huggingface_hub`` ``PyTorchModelHubMixin``
+(:mod:`nst.johnson.pretrained`): ``save_pretrained``, ``from_pretrained("user/name")`` or
+``from_pretrained(folder)``, and ``push_to_hub``, in the mixin's layout of
+``model.safetensors``, ``config.json`` and a model card, so a Hub repo, a bundled zoo style
+and a training export are one format.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ import torch
 from torch import nn
 
 from nst.errors import NSTError
-from nst.files import atomic_path, atomic_write_text, is_pickle
+from nst.johnson.pretrained import StyleNetHubMixin
 
 MODEL_TYPE = "johnson2016-transformer"
 WEIGHTS_NAME = "model.safetensors"
@@ -106,7 +107,7 @@ class UpsampleConv(nn.Sequential):
         )
 
 
-class TransformerNet(nn.Module):
+class TransformerNet(nn.Module, StyleNetHubMixin):
     """RGB in [0, 1] (B, 3, H, W) -> stylised RGB in [0, 1] (B, 3, H, W), any H, W."""
 
     def __init__(self, config: TransformerConfig | None = None):
@@ -188,75 +189,13 @@ def pad_to_grid(x: torch.Tensor) -> torch.Tensor:
 
 
 def save_transformer(model: TransformerNet, folder: str | os.PathLike, half: bool = False) -> Path:
-    """Write ``model.safetensors`` (+ ``config.json``) into ``folder``; fp16 when ``half``."""
-    from safetensors.torch import save_file
-
-    out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    dtype = torch.float16 if half else torch.float32
-    state = {k: v.detach().to("cpu", dtype).contiguous() for k, v in model.state_dict().items()}
-    with atomic_path(out / WEIGHTS_NAME) as tmp:  # never a half-written model
-        save_file(state, str(tmp), metadata={"format": "pt", "model_type": MODEL_TYPE})
-    atomic_write_text(out / CONFIG_NAME, json.dumps(asdict(model.config), indent=2) + "\n")
-    return out
-
-
-def _check_state(model: TransformerNet, state: dict[str, torch.Tensor], where: str) -> None:
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(found) if expected[k] != found[k])
-    if missing or unexpected or wrong:
-        lines = [
-            f"The checkpoint {where} does not fit a transformer of width {model.config.width}:"
-        ]
-        if missing:
-            lines.append(f"  missing tensors ({len(missing)}): {', '.join(missing[:6])}")
-        if unexpected:
-            lines.append(f"  unexpected tensors ({len(unexpected)}): {', '.join(unexpected[:6])}")
-        for k in wrong[:6]:
-            lines.append(f"  {k}: expected shape {expected[k]}, found {found[k]}")
-        lines.append("Check that config.json belongs to this model.safetensors.")
-        raise NSTError("\n".join(lines))
+    """Write ``model.safetensors`` (fp16 when ``half``) and ``config.json`` into ``folder``:
+    ``save_pretrained``'s files without the card (checkpoints, exports)."""
+    return model.save_weights(folder, half=half)
 
 
 def load_transformer(path: str | os.PathLike, device: torch.device | str = "cpu") -> TransformerNet:
-    """Load a folder (``model.safetensors`` + ``config.json``) or a ``.safetensors`` file.
-
-    Pickles (``.pth``/``.bin``/``.pt``) are refused: loading one can run arbitrary code.
-    """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        weights, config_file = path / WEIGHTS_NAME, path / CONFIG_NAME
-    else:
-        weights, config_file = path, path.with_name(CONFIG_NAME)
-    if is_pickle(weights):
-        raise NSTError(
-            f"'{weights}' is a pickle checkpoint; only .safetensors models are loaded "
-            "(a pickle can run arbitrary code). Convert it with safetensors first."
-        )
-    if not weights.is_file():
-        raise NSTError(
-            f"No model at '{path}': expected a folder with {WEIGHTS_NAME} and {CONFIG_NAME}."
-        )
-    config = TransformerConfig()
-    if config_file.is_file():
-        try:
-            config = TransformerConfig.from_dict(json.loads(config_file.read_text()))
-        except json.JSONDecodeError as exc:
-            raise NSTError(f"'{config_file}' is not valid JSON: {exc}") from exc
-    try:
-        state = load_file(str(weights))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise NSTError(
-            f"'{weights}' is not a valid safetensors file ({exc}); it may be truncated. "
-            "Download or export it again."
-        ) from exc
-    model = TransformerNet(config)
-    _check_state(model, state, f"'{weights}'")
-    model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
-    return model.to(device).eval()
+    """Load a local folder (``model.safetensors`` + ``config.json``) or ``.safetensors``
+    file, strictly; pickles are refused. ``TransformerNet.from_pretrained`` also takes Hub
+    repo ids."""
+    return TransformerNet.load_weights(path, device)
