@@ -32,6 +32,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from benchmarks.common import CONTENT  # noqa: E402
 from nst.hardware import summary  # noqa: E402
 
 STYLE_ID = "bench_style"
@@ -45,8 +46,9 @@ def machine() -> str:
 
 
 def one_megapixel_photo(folder: Path) -> Path:
-    """A 1155 x 866 (1.0 MP) JPEG: a real photo from ../shared if present, else a pattern."""
-    source = ROOT.parent / "shared" / "data" / "content" / "tubingen.jpg"
+    """A 1155 x 866 (1.0 MP) JPEG: a real photo from the data folder if present, else a
+    pattern."""
+    source = CONTENT / "tubingen.jpg"
     if source.is_file():
         image = Image.open(source).convert("RGB").resize((1155, 866), Image.Resampling.LANCZOS)
     else:

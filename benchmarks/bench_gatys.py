@@ -45,6 +45,7 @@ import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
+from benchmarks.common import CONTENT, STYLES, VGG16  # noqa: E402
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
 from nst.hardware import matmul_gflops, summary  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
@@ -52,7 +53,6 @@ from nst.kernels.winograd import TILES, Conv3x3, tile_for  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
 from nst.vgg import layer_names, layer_uses_winograd, load_loss_network  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
 LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
 
 
@@ -207,7 +207,7 @@ def conv_modes(args, nets: dict[str, torch.nn.Module]) -> None:
 def layer_benchmark(args, net: torch.nn.Module) -> None:
     """Direct vs Winograd F(4,3) vs F(6,3) per layer (conv + ReLU, forward + input
     backward) at the largest size: the measurement behind nst.vgg's auto choices
-    (docs/winograd.md)."""
+    (docs/winograd/README.md)."""
     size = max(args.sizes)
     content = to_tensor(load_image(args.content, size))
     h, w = content.shape[-2:]
@@ -263,12 +263,10 @@ def curve(content: Path, style: Path, config: GatysConfig, stop_below: float | N
 
 
 def add_inputs(parser: argparse.ArgumentParser) -> None:
-    """--weights, --content and --style, defaulting to the files in ../shared."""
-    parser.add_argument(
-        "--weights", default=str(SHARED / "weights/vgg16_imagenet_features.safetensors")
-    )
-    parser.add_argument("--content", default=str(SHARED / "data/content/tubingen.jpg"))
-    parser.add_argument("--style", default=str(SHARED / "data/styles/starry_night.jpg"))
+    """--weights, --content and --style, defaulting to the data folder's files."""
+    parser.add_argument("--weights", default=str(VGG16))
+    parser.add_argument("--content", default=str(CONTENT / "tubingen.jpg"))
+    parser.add_argument("--style", default=str(STYLES / "starry_night.jpg"))
 
 
 def main() -> None:

@@ -39,6 +39,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import CONTENT  # noqa: E402
 from nst.hardware import matmul_gflops, summary  # noqa: E402
 from nst.johnson import (  # noqa: E402
     TransformerConfig,
@@ -49,7 +50,7 @@ from nst.johnson import (  # noqa: E402
 )
 from nst.johnson.stylize import _prepare, _run_net  # noqa: E402
 
-PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
+PHOTO = CONTENT / "golden_gate.jpg"
 ZOO = ROOT / "zoo" / "models"
 
 

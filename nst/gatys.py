@@ -8,7 +8,7 @@ stage starts from it, and colour preservation (Gatys et al. 2016: keep the photo
 colours, transfer luminance). Coarse-to-fine does not reach a
 given full-size loss sooner than a plain single-scale run: VGG features depend on scale,
 so each stage starts well above the loss the previous one ended at
-(benchmarks/gatys_convergence_study.py).
+(docs/gatys_schedules/README.md).
 
 ``gatys_steps`` is a generator that yields the current image every few iterations, so
 a CLI can draw a progress bar and a web app can stream the picture as it forms; its
@@ -60,7 +60,7 @@ MIN_STAGE_SIDE = 64
 @dataclass(frozen=True)
 class Schedule:
     """How a run spends its iterations: the part of the defaults that
-    benchmarks/gatys_schedule_study.py measures (judged loss against wall seconds)."""
+    docs/gatys_schedules/study.py measures (judged loss against wall seconds)."""
 
     iterations: int  # loss evaluations, all stages
     scales: int  # coarse-to-fine stages; 1 = single scale
@@ -71,10 +71,9 @@ class Schedule:
 #: The one place the default schedule lives: GatysConfig's defaults, and through them the
 #: CLI's (nst/cli/gatys.py reads GatysConfig()), come from here. Change it from the
 #: study's table (docs/gatys_schedules/results.md).
-#: Chosen from the study at 256 px (4 pairs): single scale reaches the judged minimum in
-#: 25-50 iterations and later ones change the judged loss by under 5 %; coarse-to-fine
-#: reached a given loss no sooner (and at 512 px took 1.15-1.4x the work,
-#: benchmarks/gatys_convergence_study.py); L-BFGS history 20 and 100 were equal.
+#: Chosen from the study (docs/gatys_schedules/README.md, with its numbers): a single
+#: scale reaches the judged minimum well before 100 iterations, coarse-to-fine reached a
+#: given loss no sooner, and a shorter L-BFGS history was no better.
 DEFAULT_SCHEDULE = Schedule(iterations=100, scales=1, coarse_iterations=None, history_size=100)
 
 
@@ -435,8 +434,8 @@ def gatys_steps(
 def uses_bf16(config: GatysConfig, device: torch.device) -> bool:
     """Whether the loss network runs in bf16 autocast.
 
-    "auto" picks it only on CPUs with bf16 arithmetic: there an iteration takes about half
-    the fp32 time and reaches the same loss, judged in fp32 (docs/gatys_precision.md).
+    "auto" picks it only on CPUs with bf16 arithmetic: there an iteration is faster and
+    reaches the same loss, judged in fp32 (docs/gatys_precision/README.md).
     Elsewhere bf16 is emulated and slower, and on GPUs it has not been measured.
     """
     if config.precision != "auto":

@@ -95,8 +95,8 @@ def resolve_device(device: torch.device | str | None) -> torch.device:
 
 @functools.cache  # asked on every plan (each live frame); the CPU does not change
 def native_bf16_cpu() -> bool:
-    """True on CPUs with bf16 arithmetic (AVX-512 BF16, AMX), where bf16 convs run about
-    twice as fast as fp32; elsewhere bf16 is emulated and slower than fp32."""
+    """True on CPUs with bf16 arithmetic (AVX-512 BF16, AMX), where bf16 convs run faster
+    than fp32 (benchmarks/bench_train.py); elsewhere bf16 is emulated and slower."""
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
@@ -106,8 +106,8 @@ def native_bf16_cpu() -> bool:
 @functools.cache
 def amx_cpu() -> bool:
     """True on CPUs with AMX tile units for bf16 (Intel Sapphire Rapids and later). There
-    oneDNN's bf16 convolutions run 1.1-3.4x faster on channels_last tensors than on NCHW
-    ones (benchmarks/bench_train.py), so training keeps its tensors channels_last."""
+    oneDNN's bf16 convolutions run faster on channels_last tensors than on NCHW ones
+    (benchmarks/bench_train.py), so training keeps its tensors channels_last."""
     return "amx_bf16" in cpu_flags()
 
 

@@ -69,7 +69,7 @@ CONV_MODES = ("auto", "direct", "winograd")
 ENV_CONV = "NST_CONV"
 #: "auto" runs Winograd from this many input channels on: below it the transforms of
 #: wide, shallow maps are memory-bound and oneDNN's direct convolution is faster
-#: (per-layer numbers: docs/winograd.md, from `benchmarks/bench_gatys.py --layers`).
+#: (per-layer numbers: docs/winograd/README.md, from `benchmarks/bench_gatys.py --layers`).
 AUTO_MIN_IN_CHANNELS = 128
 
 
@@ -122,9 +122,9 @@ def _arch_from_keys(keys: Iterable[str]) -> str:
 def _missing_weights_message(arch: str, detail: str) -> str:
     return (
         f"No VGG weights could be loaded ({detail}). Fix it in one of three ways:\n"
-        "  1. pass a local file: --vgg-weights PATH (or weights=PATH in Python), e.g. "
-        "../shared/weights/vgg16_imagenet_features.safetensors;\n"
-        "  2. set the environment variable NST_VGG_WEIGHTS=PATH;\n"
+        "  1. pass a local file: --vgg-weights PATH (or weights=PATH in Python), a local "
+        "copy of the VGG16 safetensors (torchvision layout, e.g. the Hub file below);\n"
+        "  2. set the environment variable NST_VGG_WEIGHTS to that local copy;\n"
         f"  3. allow a download from the Hugging Face Hub ({HUB_SOURCES[arch].repo_id}): unset "
         "HF_HUB_OFFLINE and check the network, or pre-fill the Hub cache (HF_HOME)."
     )

@@ -20,8 +20,6 @@ sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 
 import zoo  # noqa: E402
 
-SHARED = ROOT.parent / "shared"
-
 
 def trained_steps(run: Path) -> int:
     """The step the export was made from (a run may be stopped before its planned end)."""

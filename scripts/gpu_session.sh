@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# The default styles' GPU training in one device call (dry-run on CPU; never run on a GPU yet).
+# The default styles' GPU training in one run on a GPU machine (dry-run on CPU; never run
+# on a GPU yet).
 #
 # Here, once:   bash scripts/gpu_session.sh --prepare
-#   copies what the GPU machine needs from ../shared into gpu_carry/ (ignored by git, ~52 MB:
-#   the VGG16 weights, the 500 training photos, 4 paintings, 4 test photos).
-# Then, with the device tool:
-#   run(command="bash scripts/gpu_session.sh", carry=["gpu_carry"], timeout_s=590)
+#   copies what the GPU machine needs from the data folder (SHARED) into gpu_carry/ (ignored
+#   by git, ~52 MB: the VGG16 weights, the 500 training photos, 4 paintings, 4 test photos).
+# Then copy the repository with gpu_carry/ to the GPU machine and run there, within 10 minutes:
+#   OUT=/path/to/results bash scripts/gpu_session.sh
 #   and bring back $OUT: the four exports (fp16 model + config + card + samples), metrics,
 #   the Johnson-vs-Gatys table and the training throughput on the GPU.
 # Recipe: the CPU one (scripts/train_default_styles.sh: 256 px crops of the photos at their
@@ -16,7 +17,7 @@
 # Its runs go to runs/gpu_session/ (RUNS=...), never to the CPU runs in runs/<id>/, which a
 # dry run here would otherwise resume and cut short.
 # Dry run on CPU (tiny): MINUTES=0.05 SIZE=64 STYLE_SIZE=64 BENCH=0 OUT=/tmp/gpu_out bash scripts/gpu_session.sh
-# (SIZE=32 now diverges to NaN within 43 steps from the session-13 Starry Night net.)
+# (SIZE=32 diverges to NaN within 43 steps from the Starry Night net of 2026-12-03.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +37,7 @@ if [ "${1:-}" = "--prepare" ]; then
   exit 0
 fi
 
-OUT="${OUT:?the device tool sets OUT}"
+OUT="${OUT:?set OUT to the folder the results go to}"
 export PYTHONUNBUFFERED=1
 PY="${PY:-python3}"
 START=$(date +%s)
@@ -68,7 +69,7 @@ done
 
 # 3. Benchmarks on the GPU: Johnson vs Gatys, training throughput vs a plain fp32 loop.
 if [ "${BENCH:-1}" = "1" ]; then
-  "$PY" benchmarks/bench_johnson_vs_gatys.py --model "$RUNS"/starry_night/export \
+  "$PY" -m docs.johnson_vs_gatys.study --model "$RUNS"/starry_night/export \
     --photo gpu_carry/data/content/tubingen.jpg --style gpu_carry/data/styles/starry_night.jpg \
     --weights gpu_carry/weights/vgg16_imagenet_features.safetensors --gatys-cap 60 \
     --write "$OUT/johnson_vs_gatys_gpu.md" 2>&1 | tail -n 8

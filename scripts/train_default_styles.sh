@@ -3,19 +3,18 @@
 # $RUNS/<id>/ (default runs/, ignored by git), then bundle them with
 # scripts/bundle_default_styles.py.
 #
-# The CPU recipe (README, Style zoo): each style continues from its bundled network in
-# zoo/models/<id> at its width (the last export: training accumulates across sessions) with
+# The CPU recipe (docs/zoo_training/README.md): each style continues from its bundled network
+# in zoo/models/<id> at its width (the last export: training accumulates across runs) with
 # the style image at 512 px and style weight 10 (the same objective as the Gatys reference),
 # 256 px crops of the photos at 256 px (BSDS500's own size: nothing squashed or upscaled;
-# session 13: the judged total fell 14-19 % within 10 minutes, 22-31 % in 45-49, against
-# 128 px crops of whole photos, the recipe before), Adam 5e-4 decaying to 5e-5, for MINUTES of
-# training time, two single-threaded runs at a time (faster on 2 cores than one run with 2
-# threads). On CPUs
+# far better per minute than 128 px crops of whole photos, the recipe before:
+# docs/training_crops/README.md), Adam 5e-4 decaying to 5e-5, for MINUTES of training time,
+# two single-threaded runs at a time (faster on 2 cores than one run with 2 threads). On CPUs
 # with bf16 arithmetic (AVX-512 BF16, AMX) `python -m train` runs bf16 autocast by default,
-# about 1.8x the steps per second of fp32 (benchmarks/bench_train.py); PRECISION=fp32 turns
-# it off. COMPILE=yes (the default) runs the transformer through torch.compile: about 40 s
-# to compile at the start of each run, then 1.1-1.6x the uncompiled images/s on the AMX Xeon
-# (bench_train.py's compile variant); COMPILE=no for short runs.
+# faster than fp32 (benchmarks/bench_train.py); PRECISION=fp32 turns it off. COMPILE=yes (the
+# default) runs the transformer through torch.compile: a compile at the start of each run,
+# then more images/s (bench_train.py's compile variant; docs/benchmarks.md); COMPILE=no for
+# short runs.
 #
 #   MINUTES=35 ./scripts/train_default_styles.sh            # all four, two at a time
 #   ONLY="great_wave the_scream" MINUTES=35 ./scripts/...  # a subset

@@ -3,7 +3,7 @@
 A person's path: upload a photo, click a painting in the gallery, press Stylise, and see
 both result images appear; then open the live webcam (Chromium's fake camera) and see
 stylised frames arrive. A screenshot of the page is saved in the test's temp folder;
-with ``NST_SAVE_SCREENSHOT=1`` it also goes to docs/screenshots/app.png for the README.
+with ``NST_SAVE_SCREENSHOT=1`` it also goes to docs/figures/app.png for the README.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from tests.test_app import (  # noqa: E402
 
 CHROMIUM = Path("/usr/bin/chromium")
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOT = ROOT / "docs" / "screenshots" / "app.png"
+SCREENSHOT = ROOT / "docs" / "figures" / "app.png"
 # Everything that could make Chromium reach the internet is off: the test is offline.
 CHROMIUM_ARGS = [
     "--headless",

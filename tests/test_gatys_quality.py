@@ -1,6 +1,6 @@
 """Real stylisation quality with the real ImageNet VGG16 from ../shared (skipped without it).
 
-These are the claims of issue 2, checked on losses measured at full size:
+These are the library's quality claims for Gatys, checked on losses measured at full size:
 - the output's Gram-matrix style loss is at least 10x below the content photo's;
 - its content loss stays well below the style painting's;
 - starting from the photo keeps content better than starting from white noise.
@@ -32,9 +32,9 @@ def pair(content_dir: Path, style_dir: Path) -> tuple[Path, Path]:
 
 @pytest.fixture(scope="module")
 def config(real_vgg16: Path) -> GatysConfig:
-    # Coarse-to-fine, as issue 2's claims were measured. The default is now one scale
-    # (docs/gatys_schedules: the same judged quality per second); at 150 iterations its own
-    # style loss ends 9x, not 10x, below the photo's.
+    # Coarse-to-fine, the default when these claims were measured (2026-11-27). The default
+    # is now one scale (docs/gatys_schedules: the same judged quality per second); at 150
+    # iterations its own style loss ends 9x, not 10x, below the photo's.
     return GatysConfig(
         size=SIZE, iterations=150, scales=3, vgg_weights=str(real_vgg16), report_every=50
     )

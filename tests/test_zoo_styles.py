@@ -1,7 +1,7 @@
 """The zoo's bundled default styles really paint like their paintings (real VGG16).
 
 On photos that were not in the training data, at 512 px, judged by ``nst.judge`` (the
-yardstick of docs/recipe_study and docs/zoo_quality.md): each style's output must be much
+yardstick of docs/johnson_recipes and docs/zoo_training): each style's output must be much
 closer to its painting in Gram-matrix (style) terms than the photo is, and must still be
 the photo in content terms, far closer to it than the painting is.
 """

@@ -47,7 +47,7 @@ RUN_CONFIG_NAME = "run.json"
 
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast: default on GPUs with bf16 units and on CPUs with bf16 arithmetic
-    (there about twice fp32's images/s: benchmarks/bench_train.py); on request elsewhere.
+    (there faster than fp32: benchmarks/bench_train.py); on request elsewhere.
     The losses and Gram matrices stay fp32 (nst.losses)."""
     if config.precision == "bf16":
         return True

@@ -1,7 +1,7 @@
 """docs/tiling/seam_crop_100pct.png: a 100% crop across a corner where four output
 tiles meet, tiled vs untiled, and their difference amplified.
 
-    .venv/bin/python docs/tiling/make_seam_crop.py [--model zoo/models/<style>]
+    .venv/bin/python -m docs.tiling.make_seam_crop [--model zoo/models/<style>]
 
 Uses a random width-32 net (seed 0) unless --model names a trained one.
 """
@@ -9,24 +9,17 @@ Uses a random width-32 net (seed 0) unless --model names a trained one.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import torch
 from PIL import Image, ImageDraw
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
+from docs.common import CONTENT
+from nst.images import load_image, to_pil, to_tensor
+from nst.johnson import TransformerNet, load_transformer, stylize_tensor
+from nst.johnson.tiling import _geometry
 
-from nst.images import load_image, to_pil, to_tensor  # noqa: E402
-from nst.johnson import (  # noqa: E402
-    TransformerNet,
-    load_transformer,
-    stylize_tensor,  # noqa: E402
-)
-from nst.johnson.tiling import _geometry  # noqa: E402
-
-PHOTO = ROOT.parent / "shared" / "data" / "content" / "golden_gate.jpg"
+PHOTO = CONTENT / "golden_gate.jpg"
 OUT = Path(__file__).resolve().parent / "seam_crop_100pct.png"
 TILE, CROP, GAIN = 512, 192, 20000
 

@@ -78,7 +78,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--precision",
         choices=PRECISIONS,
         default=defaults.precision,
-        help="the loss network's: auto = bf16 on CPUs with bf16 arithmetic (about 2x faster), "
+        help="the loss network's: auto = bf16 on CPUs with bf16 arithmetic (faster there), "
         "else fp32",
     )
     parser.add_argument(

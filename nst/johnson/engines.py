@@ -6,7 +6,8 @@ whole image included (tested: PSNR over 40 dB against fp32 PyTorch), so only the
 differs. Engines run on the CPU and take the image whole; what ``plan`` would tile (over
 the memory budget) stays on the PyTorch path, whose tiling keeps the statistics exact.
 OpenVINO also runs bf16, which is what "auto" picks on CPUs with bf16 arithmetic
-(AVX-512 BF16, AMX): about twice its fp32 speed there, over 40 dB from fp32 PyTorch.
+(AVX-512 BF16, AMX): faster than its fp32 there (docs/benchmarks.md), and over 40 dB from
+fp32 PyTorch (tested).
 
 Exporting takes seconds, so each network's ONNX bytes are kept in a disk cache under
 ``NST_CACHE_DIR`` (default ``$XDG_CACHE_HOME/nst`` or ``~/.cache/nst``), named by the
@@ -36,10 +37,8 @@ from nst.johnson import onnx_export
 from nst.johnson.model import TransformerNet
 
 ENGINES = ("auto", "torch", "openvino", "onnxruntime")
-#: What "auto" tries, first installed wins: both beat our PyTorch path on the CPU.
-#: Measured on the 2-core AMD EPYC development machine at 1024x1024 with 2 threads
-#: (benchmarks/bench_transformer.py --engines): OpenVINO 2.1 s, onnxruntime 2.65 s,
-#: PyTorch 3.8 s for a width-32 net; 0.67 / 0.96 / 1.35 s for width 16.
+#: What "auto" tries, first installed wins: both beat our PyTorch path on the CPU, OpenVINO
+#: by the most (benchmarks/bench_transformer.py --engines; numbers in docs/benchmarks.md).
 AUTO_ORDER = ("openvino", "onnxruntime")
 #: The precisions each engine runs (PyTorch's fp16 is for GPUs).
 PRECISIONS = {

@@ -2,8 +2,8 @@
 ``TransformerNet`` in eval mode (equal to float rounding), with the two full-resolution
 layers that OpenVINO runs worst put into shapes it runs well.
 
-Profiled in OpenVINO at 1024 px (docs/realtime.md), the straightforward graph spends
-about a quarter of its time in the last 9x9 convolution, which has 3 output channels:
+Profiled in OpenVINO (docs/inference_graph/README.md), the straightforward graph spends
+a large share of its time in the last 9x9 convolution, which has 3 output channels:
 its vector lanes are mostly idle. The upsample-then-convolve stages add a full-size
 nearest upsampling and run all nine taps on pixels that are copies of each other.
 Two exact rewrites:

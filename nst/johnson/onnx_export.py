@@ -10,8 +10,8 @@ and instance norm uses each image's statistics over the whole image.
 
 By default the graph is :class:`nst.johnson.inference_graph.InferenceNet`: the same
 function, with the upsampling convs as transposed convs and the last 9x9 conv on
-space-to-depth blocks, which OpenVINO runs in about 0.75x the time of the straightforward
-graph (``rewrite=False``, kept as the benchmark's peer; docs/realtime.md).
+space-to-depth blocks, which OpenVINO runs faster than the straightforward graph
+(``rewrite=False``, kept as the benchmark's peer; docs/inference_graph/README.md).
 
 Exported by ``torch.onnx.export(dynamo=True)`` (needs ``onnxscript``): the legacy
 TorchScript exporter still runs in torch 2.14 but warns that it will be removed. The

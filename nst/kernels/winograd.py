@@ -46,7 +46,7 @@ TILES = (4, 6)  # output tile sides m supported: F(4x4, 3x3) and F(6x6, 3x3)
 DEFAULT_TILE = 4
 #: F(6,3) needs 21% fewer multiplies per output than F(4,3) and moves 21% less data, but
 #: has 2.25x fewer tiles: on a small map its GEMMs get too few rows to run fast. The
-#: threshold comes from `benchmarks/bench_gatys.py --layers` (numbers in docs/winograd.md).
+#: threshold comes from `benchmarks/bench_gatys.py --layers` (numbers in docs/winograd/README.md).
 MIN_TILES_FOR_F6 = 64
 
 
@@ -127,7 +127,7 @@ def _transform(matrix: torch.Tensor, tiles: torch.Tensor) -> torch.Tensor:
     """``(matrix x matrix) @ tiles`` for (alpha^2, N) tiles, as two small matmuls.
 
     Separable (rows, then columns): 2 * alpha multiply-adds per element instead of
-    alpha^2 for the Kronecker product (faster on cache-sized bands: docs/winograd.md).
+    alpha^2 for the Kronecker product (faster on cache-sized bands: docs/winograd/README.md).
     """
     rows, alpha, n = matrix.shape[0], matrix.shape[1], tiles.shape[1]
     half = torch.mm(matrix, tiles.view(alpha, -1)).view(rows, alpha, n)
@@ -156,7 +156,7 @@ def input_grad_weight(weight: torch.Tensor) -> torch.Tensor:
 #: memory-bound transforms faster than whole-image passes and stay below glibc's 32 MiB
 #: mmap threshold (buffers are recycled instead of page-faulted in afresh on each call);
 #: they also keep batch-8 training from allocating GBs of tiles. The size was the best of
-#: several measured (docs/winograd.md). A band is never smaller than twice the transformed
+#: several measured (docs/winograd/README.md). A band is never smaller than twice the transformed
 #: weight, which every band reads again (37 MiB for a 512-channel layer).
 CHUNK_BYTES = 16 << 20
 
