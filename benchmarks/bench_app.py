@@ -32,17 +32,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from benchmarks.common import CONTENT  # noqa: E402
-from nst.hardware import summary  # noqa: E402
+from benchmarks.common import CONTENT, machine  # noqa: E402
 
 STYLE_ID = "bench_style"
-
-
-def machine() -> str:
-    import gradio
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    return f"{summary(device)}, gradio {gradio.__version__}"
 
 
 def one_megapixel_photo(folder: Path) -> Path:
@@ -189,12 +181,13 @@ def main() -> int:
     if args.serve:
         return serve(args)
 
+    import gradio
     from gradio_client import Client, handle_file
 
     import zoo
     from nst.johnson import stylize
 
-    print(f"machine: {machine()}; server: {args.server}")
+    print(f"machine: {machine(f'gradio {gradio.__version__}')}; server: {args.server}")
     tmp = Path(tempfile.mkdtemp(prefix="bench-app-"))
     photo = one_megapixel_photo(tmp)
     catalogue = build_catalogue(tmp / "zoo", photo, args.width)

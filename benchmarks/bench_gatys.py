@@ -45,19 +45,15 @@ import torch.nn.functional as F  # noqa: E402
 import torchvision  # noqa: E402
 from safetensors.torch import load_file  # noqa: E402
 
-from benchmarks.common import CONTENT, STYLES, VGG16  # noqa: E402
+from benchmarks.common import CONTENT, STYLES, VGG16, machine  # noqa: E402
 from nst.gatys import CONTENT_LAYERS, STYLE_LAYERS, GatysConfig, gatys_steps  # noqa: E402
-from nst.hardware import matmul_gflops, summary  # noqa: E402
+from nst.hardware import matmul_gflops  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
 from nst.kernels.winograd import TILES, Conv3x3, tile_for  # noqa: E402
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets  # noqa: E402
 from nst.vgg import layer_names, layer_uses_winograd, load_loss_network  # noqa: E402
 
 LAYERS = [*CONTENT_LAYERS, *STYLE_LAYERS]
-
-
-def machine() -> str:
-    return summary("cuda" if torch.cuda.is_available() else "cpu")
 
 
 class _Normalize(torch.nn.Module):

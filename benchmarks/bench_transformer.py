@@ -20,7 +20,7 @@ that ``stylize`` runs (rows "nst ..."), at each --sizes, run in turn within each
 on CPUs with bf16 arithmetic, bf16: min and median seconds, each one's ratio to OpenVINO
 fp32, to OpenVINO at its own default precision for this CPU, and to onnxruntime, its
 PSNR against the fp32 PyTorch output, and which row engine="auto" picks. The numbers
-behind ``engines.AUTO_ORDER`` and ``engines.best_precision``.
+behind ``engines.AUTO_ORDER`` and ``nst.precision.inference_precision``.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.common import CONTENT  # noqa: E402
-from nst.hardware import matmul_gflops, summary  # noqa: E402
+from benchmarks.common import CONTENT, machine  # noqa: E402
+from nst.hardware import matmul_gflops  # noqa: E402
 from nst.johnson import (  # noqa: E402
     TransformerConfig,
     TransformerNet,
@@ -52,10 +52,6 @@ from nst.johnson.stylize import _prepare, _run_net  # noqa: E402
 
 PHOTO = CONTENT / "golden_gate.jpg"
 ZOO = ROOT / "zoo" / "models"
-
-
-def machine() -> str:
-    return summary("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def best_time(fn, repeats: int) -> float:

@@ -38,9 +38,10 @@ from PIL import Image
 from nst.color import blend, match_colors
 from nst.color import preserve_colors as keep_photo_colors
 from nst.errors import NSTError, UsageError
-from nst.hardware import native_bf16_cpu, resolve_device
+from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
+from nst.precision import AUTOCAST_PRECISIONS, bf16_autocast, check
 from nst.vgg import LossNetwork, load_loss_network
 
 if TYPE_CHECKING:  # only for annotations: importing nst.johnson is deferred to its use
@@ -50,9 +51,10 @@ CONTENT_LAYERS = ("relu4_2",)
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 OPTIMIZERS = ("lbfgs", "adam")
 INITS = ("content", "color-matched", "noise", "image", "johnson")
-#: "auto": bf16 autocast of the loss network on CPUs with bf16 arithmetic (AVX-512 BF16,
-#: AMX), fp32 elsewhere (GPUs included: not measured there).
-PRECISIONS = ("auto", "fp32", "bf16")
+#: The loss network's precisions (nst.precision): "auto" is bf16 autocast on CPUs with bf16
+#: arithmetic, where an iteration is faster and reaches the same loss, judged in fp32
+#: (docs/gatys_precision/README.md); fp32 elsewhere, GPUs included (not measured there).
+PRECISIONS = AUTOCAST_PRECISIONS
 #: Smallest side of the coarsest stage: below it relu5_1 sees only a few pixels.
 MIN_STAGE_SIDE = 64
 
@@ -141,8 +143,7 @@ class GatysConfig:
                 "init='johnson' needs init_model: a trained Johnson net of the style "
                 "(e.g. zoo.load('starry_night')). Styles without one: use init='content'."
             )
-        if self.precision not in PRECISIONS:
-            raise UsageError(f"precision must be one of {PRECISIONS}, not '{self.precision}'.")
+        check(self.precision, PRECISIONS)
         if self.size < MIN_STAGE_SIDE:
             raise UsageError(f"size must be at least {MIN_STAGE_SIDE} px, not {self.size}.")
         if isinstance(self.strength, bool) or not 0.0 <= self.strength <= 1.0:
@@ -432,15 +433,9 @@ def gatys_steps(
 
 
 def uses_bf16(config: GatysConfig, device: torch.device) -> bool:
-    """Whether the loss network runs in bf16 autocast.
-
-    "auto" picks it only on CPUs with bf16 arithmetic: there an iteration is faster and
-    reaches the same loss, judged in fp32 (docs/gatys_precision/README.md).
-    Elsewhere bf16 is emulated and slower, and on GPUs it has not been measured.
-    """
-    if config.precision != "auto":
-        return config.precision == "bf16"
-    return device.type == "cpu" and native_bf16_cpu()
+    """Whether the loss network runs in bf16 autocast: :data:`PRECISIONS`' rule, decided
+    by nst.precision."""
+    return bf16_autocast(config.precision, device, on_gpus=False)
 
 
 def _out_of_time(config: GatysConfig, clock: _Clock) -> bool:

@@ -266,19 +266,13 @@ def list_repo_files(repo_id: str, revision: str) -> list[str]:
 
 
 def fetch_model(
-    subject: str,
-    repo_id: str,
-    revision: str,
-    filename: str = WEIGHTS_NAME,
-    *,
-    sha256: str | None = None,
-    progress: bool = True,
-    tqdm_class: type | None = None,
+    subject: str, repo_id: str, revision: str, filename: str = WEIGHTS_NAME, **download: Any
 ) -> Path:
     """Download a model's ``filename`` and the ``config.json`` beside it; the weights' path.
 
-    With ``sha256`` (the zoo catalogue's pin) the weights must match it. A repo that offers
-    only pickles (``pytorch_model.bin``, ...) is refused by name without downloading them:
+    ``download``: ``sha256`` (the zoo catalogue's pin: the weights must match it),
+    ``progress`` and ``tqdm_class``, as for :func:`download_file`. A repo that offers only
+    pickles (``pytorch_model.bin``, ...) is refused by name without downloading them:
     loading a pickle can run arbitrary code.
     """
     from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
@@ -291,11 +285,9 @@ def fetch_model(
             repo_id,
             filename,
             revision,
-            progress=progress,
-            tqdm_class=tqdm_class,
-            sha256=sha256,
             pin_hint="if the style was retrained on purpose, update the catalogue's revision "
             "and sha256",
+            **download,
         )
     except NSTError as exc:
         cause = exc.__cause__

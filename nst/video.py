@@ -26,7 +26,7 @@ from nst.errors import NSTError, UsageError
 from nst.files import atomic_path
 from nst.images import MIN_SIDE
 from nst.johnson.model import TransformerNet
-from nst.johnson.stylize import check_strength, finish, plan, prepare_runner
+from nst.johnson.stylize import check_strength, prepare_stylizer
 
 #: Input suffixes routed to the video path (FFmpeg reads many more; these are the usual).
 INPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
@@ -246,19 +246,16 @@ def stylize_video(
     output: str | os.PathLike,
     *,
     size: int | None = None,
-    strength: float = 1.0,
-    preserve_colors: bool = False,
-    device: torch.device | str | None = None,
-    tile: int | str | None = "auto",
-    precision: str = "auto",
-    engine: str | None = None,
     progress: FrameProgress | None = None,
+    **options: Any,
 ) -> VideoResult:
     """Stylise every frame of ``source`` into the video file ``output`` (.mp4, .m4v,
     .mov, .mkv or .avi), keeping the frame rate and the audio. ``size``: the long side of
-    the output (None: the source's); other options as :func:`nst.johnson.stylize`."""
+    the output (None: the source's). ``options``: the other options of
+    :func:`nst.johnson.stylize` (strength, colours, device, tiling, precision, engine, ...);
+    the net is planned and placed once for all frames."""
     av = _import_av()
-    check_strength(strength)
+    check_strength(options.get("strength", 1.0))  # a bad option fails before any work
     source, output = Path(source), Path(output)
     fmt = _output_format(output)
     name = f"'{source}'"
@@ -267,8 +264,7 @@ def stylize_video(
         stream.thread_type = "AUTO"  # decode on FFmpeg's threads while the net runs
         rate = _frame_rate(stream, name)
         width, height = _output_size(stream.codec_context.width, stream.codec_context.height, size)
-        p = plan(model, height, width, device=device, tile=tile, precision=precision, engine=engine)
-        run = prepare_runner(model, p)
+        stylise = prepare_stylizer(model, height, width, **options)
         total = stream.frames or 0
         with atomic_path(output) as tmp, av.open(str(tmp), "w", format=fmt) as out:
             video = _add_video_stream(av, out, rate, width, height)
@@ -284,8 +280,7 @@ def stylize_video(
                     continue
                 rgb = item.to_ndarray(width=width, height=height, format="rgb24")
                 x = _to_tensor(rgb)
-                y = finish(run(x, None), x, strength, preserve_colors) if strength else x
-                frame = av.VideoFrame.from_ndarray(_to_rgb(y), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(_to_rgb(stylise(x, None)), format="rgb24")
                 # The source's timing on a 1/rate clock, so the video stays in sync
                 # with the copied audio; strictly increasing, as encoders demand.
                 seconds = item.time if item.time is not None else frames / rate

@@ -3,7 +3,6 @@ export cache, and clear errors."""
 
 from __future__ import annotations
 
-import importlib
 import threading
 from pathlib import Path
 
@@ -11,22 +10,18 @@ import pytest
 import torch
 from nets import small_transformer
 from PIL import Image
+from psnr import psnr
 
 from nst import hardware
+from nst import precision as precision_policy
 from nst.cli import main
 from nst.errors import NSTError, UsageError
 from nst.hardware import native_bf16_cpu
 from nst.images import to_pil, to_tensor
 from nst.johnson import TransformerNet, engines, plan, save_transformer, stylize_tensor
 
-# The module: the package exports a function of the same name.
-stylize_module = importlib.import_module("nst.johnson.stylize")
 NAMED = ("openvino", "onnxruntime")
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).pow(2).mean().clamp(min=1e-20)))
 
 
 def _installed(monkeypatch: pytest.MonkeyPatch, *names: str) -> None:
@@ -78,7 +73,7 @@ def test_auto_keeps_pytorch_for_tiled_and_fp16_runs(monkeypatch) -> None:
 def test_auto_precision_is_the_engines_fastest_on_this_cpu(monkeypatch, native: bool) -> None:
     """bf16 where the CPU has bf16 arithmetic and the engine runs it (OpenVINO, PyTorch);
     fp32 elsewhere, and always for onnxruntime."""
-    monkeypatch.setattr(stylize_module, "native_bf16_cpu", lambda: native)
+    monkeypatch.setattr(precision_policy, "native_bf16_cpu", lambda: native)
     net = small_transformer()
     want = "bf16" if native else "fp32"
     for installed, engine, precision in [
@@ -141,7 +136,7 @@ def test_engine_output_matches_fp32_pytorch(
     calls: list[tuple[int, int]] = []
     y = stylize_tensor(net, x, engine=name, progress=lambda d, t: calls.append((d, t)))
     assert y.shape == x.shape and y.dtype == torch.float32
-    assert _psnr(y, reference) >= 40
+    assert psnr(y, reference) >= 40
     assert (reference - x).abs().mean() > 0.05  # the net did change the picture
     assert calls == [(0, 1), (1, 1)]
 
@@ -159,7 +154,7 @@ def test_openvino_bf16_keeps_a_zoo_style_over_40_db(style: str) -> None:
     photo = to_tensor(Image.open(EXAMPLES / "golden_gate.jpg").convert("RGB").resize((384, 256)))
     reference = stylize_tensor(net, photo, device="cpu", precision="fp32", engine="torch")
     y = stylize_tensor(net, photo, precision="bf16", engine="openvino")
-    assert _psnr(y, reference) >= 40
+    assert psnr(y, reference) >= 40
     assert (reference - photo).abs().mean() > 0.05
 
 

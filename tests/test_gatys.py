@@ -9,7 +9,6 @@ import pytest
 import torch
 from PIL import Image
 
-from nst import gatys as gatys_module
 from nst.cli import main as cli_main
 from nst.color import rgb_to_ycbcr
 from nst.errors import NSTError, UsageError
@@ -20,7 +19,6 @@ from nst.gatys import (
     gatys_steps,
     stage_budgets,
     stage_sizes,
-    uses_bf16,
 )
 from nst.images import load_image, to_tensor
 from nst.vgg import load_loss_network
@@ -279,16 +277,6 @@ def test_strength_mixes_the_result_with_the_photo(tiny_net) -> None:
 def test_strength_outside_zero_to_one_is_refused() -> None:
     with pytest.raises(NSTError, match="strength"):
         _config(strength=1.5).validate()
-
-
-@pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_is_bf16_only_on_cpus_with_bf16_arithmetic(monkeypatch, native) -> None:
-    monkeypatch.setattr(gatys_module, "native_bf16_cpu", lambda: native)
-    cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert uses_bf16(GatysConfig(), cpu) is native
-    assert uses_bf16(GatysConfig(), cuda) is False  # not measured on GPUs: fp32 there
-    assert uses_bf16(GatysConfig(precision="fp32"), cpu) is False
-    assert uses_bf16(GatysConfig(precision="bf16"), cpu) is True
 
 
 def _conv_output_dtypes(net) -> tuple[list[torch.dtype], torch.utils.hooks.RemovableHandle]:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from nets import small_transformer
+from psnr import psnr
 
 import zoo
 from nst.johnson import save_transformer
@@ -17,10 +18,6 @@ from zoo.__main__ import main
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (nst[onnx])")
 pytest.importorskip("onnxscript", reason="onnxscript (the ONNX exporter) is not installed")
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (nst[onnx])")
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).pow(2).mean().clamp(min=1e-20)))
 
 
 def _session(path: Path) -> ort.InferenceSession:
@@ -65,7 +62,7 @@ def test_onnxruntime_matches_pytorch(exported, size: tuple[int, int]) -> None:
         reference = net(x)
     y = _run(_session(path), x)
     assert y.shape == x.shape
-    assert _psnr(y, reference) >= 40
+    assert psnr(y, reference) >= 40
     assert (reference - x).abs().mean() > 0.05  # the net did change the picture
 
 
@@ -77,7 +74,7 @@ def test_a_batch_is_stylised_image_by_image(exported) -> None:
     y = _run(_session(path), x)
     with torch.inference_mode():
         for i in range(3):
-            assert _psnr(y[i : i + 1], net(x[i : i + 1])) >= 40
+            assert psnr(y[i : i + 1], net(x[i : i + 1])) >= 40
 
 
 def test_a_bundled_zoo_style_exports_by_name(tmp_path: Path, capsys) -> None:
@@ -89,7 +86,7 @@ def test_a_bundled_zoo_style_exports_by_name(tmp_path: Path, capsys) -> None:
     x = torch.rand(1, 3, 70, 99)
     with torch.inference_mode():
         reference = net(x)
-    assert _psnr(_run(_session(out), x), reference) >= 40
+    assert psnr(_run(_session(out), x), reference) >= 40
 
 
 def test_export_errors_are_clear(tmp_path: Path, capsys) -> None:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from nets import small_transformer
 from PIL import Image
+from psnr import psnr
 
 from nst import color
 from nst.cli import main
@@ -37,10 +38,6 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).pow(2).mean().clamp(min=1e-20)))
-
-
 def test_all_image_forms_give_the_same_result(tmp_path) -> None:
     net, x = _net(), to_tensor(to_pil(_photo()))  # 8-bit values, as files hold them
     pil = to_pil(x)
@@ -60,7 +57,7 @@ def test_all_image_forms_give_the_same_result(tmp_path) -> None:
     assert all(r.size == (120, 90) and r.mode == "RGB" for r in results)
     first = to_tensor(results[0])
     assert all(torch.equal(first, to_tensor(r)) for r in results[1:])
-    assert _psnr(first, x) < 30  # the network did change the picture
+    assert psnr(first, x) < 30  # the network did change the picture
 
 
 def test_size_sets_the_long_side() -> None:
@@ -197,7 +194,7 @@ def test_bf16_stays_close_to_fp32() -> None:
     net, x = _net(), _photo(64, 64)
     fp32 = to_tensor(stylize(net, x, precision="fp32"))
     bf16 = to_tensor(stylize(net, x, precision="bf16"))
-    assert 25 < _psnr(bf16, fp32) < 200
+    assert 25 < psnr(bf16, fp32) < 200
 
 
 def test_cli_writes_the_image(tmp_path, capsys) -> None:

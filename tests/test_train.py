@@ -16,6 +16,7 @@ from csvlog import read_csv
 from PIL import Image
 from safetensors.torch import load_file
 
+from nst import precision
 from nst.errors import NSTError
 from nst.images import load_image, to_tensor
 from nst.johnson import load_transformer
@@ -409,19 +410,6 @@ def test_lr_final_above_lr_is_refused(setup, capsys):
     assert "--lr-final" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("native", [True, False])
-def test_precision_auto_is_bf16_autocast_on_cpus_with_bf16_arithmetic(monkeypatch, native) -> None:
-    """Where the CPU does bf16 natively, autocast is about twice fp32's images/s
-    (benchmarks/bench_train.py); elsewhere it is emulated and slower, so fp32."""
-    import train.loop as loop
-
-    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: native)
-    cpu = torch.device("cpu")
-    assert loop.use_bf16(TrainConfig(precision="auto"), cpu) is native
-    assert loop.use_bf16(TrainConfig(precision="fp32"), cpu) is False
-    assert loop.use_bf16(TrainConfig(precision="bf16"), cpu) is True
-
-
 @pytest.mark.parametrize(("amx", "bf16"), [(True, True), (True, False), (False, True)])
 def test_channels_last_auto_is_on_for_bf16_training_on_amx_cpus(monkeypatch, amx, bf16) -> None:
     """On AMX, oneDNN's bf16 convs run much faster channels_last than NCHW
@@ -429,7 +417,7 @@ def test_channels_last_auto_is_on_for_bf16_training_on_amx_cpus(monkeypatch, amx
     import train.loop as loop
 
     monkeypatch.setattr(loop, "amx_cpu", lambda: amx)
-    monkeypatch.setattr(loop, "native_bf16_cpu", lambda: bf16)
+    monkeypatch.setattr(precision, "native_bf16_cpu", lambda: bf16)
     cpu = torch.device("cpu")
     assert loop.use_channels_last(TrainConfig(channels_last="auto"), cpu) is (amx and bf16)
     fp32 = TrainConfig(channels_last="auto", precision="fp32")

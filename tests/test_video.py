@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from nets import small_transformer
+from psnr import psnr
 
 from nst import color
 from nst.cli import main
@@ -20,10 +21,6 @@ from nst.video import stylize_video
 av = pytest.importorskip("av", reason="PyAV is not installed (pip install 'nst[video]')")
 
 W, H, FRAMES, FPS, RATE = 32, 24, 6, 10, 8000
-
-
-def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float(10 * torch.log10(1 / (a - b).pow(2).mean().clamp(min=1e-20)))
 
 
 def _picture(i: int) -> np.ndarray:
@@ -132,8 +129,8 @@ def test_every_frame_is_stylised_and_the_audio_copied(tmp_path: Path, net) -> No
     assert len(written) == FRAMES
     for src, got in zip(source, written, strict=True):
         expected = _luma(stylize_tensor(net, _tensor(src), device="cpu"))
-        assert _psnr(_luma(_tensor(got)), expected) > 30
-        assert _psnr(_luma(_tensor(got)), _luma(_tensor(src))) < 20
+        assert psnr(_luma(_tensor(got)), expected) > 30
+        assert psnr(_luma(_tensor(got)), _luma(_tensor(src))) < 20
 
 
 def test_audio_the_container_cannot_hold_is_reencoded_to_aac(tmp_path: Path, net) -> None:

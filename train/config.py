@@ -16,6 +16,7 @@ from typing import Any
 
 from nst.cli import comma_list
 from nst.errors import UsageError
+from nst.precision import AUTOCAST_PRECISIONS
 
 #: Settings that may change when a run is resumed; every other one defines the run.
 RESUMABLE_OVERRIDES = frozenset(
@@ -141,8 +142,11 @@ class TrainConfig:
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative.")
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise UsageError(f"--precision must be auto, bf16 or fp32, not '{self.precision}'.")
+        if self.precision not in AUTOCAST_PRECISIONS:
+            raise UsageError(
+                f"--precision must be one of {', '.join(AUTOCAST_PRECISIONS)}, "
+                f"not '{self.precision}'."
+            )
         if self.channels_last not in ("auto", "on", "off"):
             raise UsageError("--channels-last must be auto, on or off.")
         if not self.content_layers or not self.style_layers:
@@ -234,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="start from this trained network (folder or .safetensors) instead of random "
         "weights, e.g. a photo-reconstruction net (style weight 0) or another style",
     )
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], help="default auto")
+    p.add_argument("--precision", choices=AUTOCAST_PRECISIONS, help="default auto")
     p.add_argument("--channels-last", choices=["auto", "on", "off"], help="default auto")
     p.add_argument("--compile", type=_bool, help="torch.compile the transformer (yes/no)")
     p.add_argument("--seed", type=int, help=f"default {d.seed}")

@@ -21,11 +21,12 @@ import torch
 
 from nst.errors import NSTError
 from nst.files import atomic_write_text
-from nst.hardware import amx_cpu, describe, native_bf16_cpu
+from nst.hardware import amx_cpu, describe
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
 from nst.johnson.model import zero_head
 from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
+from nst.precision import bf16_autocast
 from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
 from train import data
@@ -48,14 +49,8 @@ RUN_CONFIG_NAME = "run.json"
 def use_bf16(config: TrainConfig, device: torch.device) -> bool:
     """bf16 autocast: default on GPUs with bf16 units and on CPUs with bf16 arithmetic
     (there faster than fp32: benchmarks/bench_train.py); on request elsewhere.
-    The losses and Gram matrices stay fp32 (nst.losses)."""
-    if config.precision == "bf16":
-        return True
-    if config.precision == "fp32":
-        return False
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and native_bf16_cpu()
+    The losses and Gram matrices stay fp32 (nst.losses). The policy: nst.precision."""
+    return bf16_autocast(config.precision, device)
 
 
 def use_channels_last(config: TrainConfig, device: torch.device) -> bool:

@@ -18,8 +18,8 @@ from nst.errors import NSTError, UsageError
 from nst.images import save_image
 from nst.johnson import TransformerNet, load_transformer, stylize
 from nst.johnson.engines import ENGINES
-from nst.johnson.stylize import PRECISIONS
 from nst.johnson.tiling import Progress
+from nst.precision import INFERENCE_PRECISIONS
 from nst.video import is_video
 
 HELP = "stylise a photo or video with a trained transformer net (Johnson et al. 2016)"
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="'auto' (tile only above the memory budget), a tile side in px, or 0 (never)",
     )
     parser.add_argument(
-        "--precision", default="auto", choices=PRECISIONS, help="arithmetic precision"
+        "--precision", default="auto", choices=INFERENCE_PRECISIONS, help="arithmetic precision"
     )
     parser.add_argument(
         "--engine",

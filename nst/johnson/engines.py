@@ -55,12 +55,6 @@ MAX_CACHED = 8
 FORMAT_VERSION = 2
 
 
-def best_precision(engine: str, native_bf16: bool) -> str:
-    """The fastest precision ``engine`` ("torch" included) runs on this CPU: bf16 where the
-    CPU has bf16 arithmetic and the engine runs it, else fp32 (emulated bf16 is slower)."""
-    return "bf16" if native_bf16 and "bf16" in PRECISIONS[engine] else "fp32"
-
-
 class Engine(Protocol):
     name: str
 

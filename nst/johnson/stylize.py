@@ -13,21 +13,20 @@ import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from PIL import Image
 
 from nst import color
 from nst.errors import NSTError, UsageError
-from nst.hardware import native_bf16_cpu, resolve_device
+from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.johnson import engines
 from nst.johnson.fast import NormControl, fast_forward
 from nst.johnson.model import GRID, TransformerNet, load_transformer
 from nst.johnson.tiling import Progress, tiled_forward
-
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+from nst.precision import DTYPES, inference_precision
 
 #: Smallest window side accepted: the halos must leave some core.
 MIN_TILE = 64
@@ -81,21 +80,6 @@ def _content_tensor(image: ImageSource | torch.Tensor, size: int | None) -> torc
 # ----------------------------------------------------------------------------- planning
 
 
-def _resolve_precision(precision: str, device: torch.device, engine: str = "torch") -> str:
-    """``precision`` checked; "auto" resolved for the engine that will run it."""
-    if precision not in PRECISIONS:
-        raise UsageError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}.")
-    if precision != "auto":
-        return precision
-    if device.type == "cuda":
-        # fp16 keeps 3 more mantissa bits than bf16, and instance-normalised activations
-        # stay far from fp16's range limit.
-        return "fp16"
-    # Without native bf16 the CPU emulates it, far slower than fp32
-    # (benchmarks/bench_transformer.py), so fp32 is the fast mode there.
-    return engines.best_precision(engine, native_bf16_cpu())
-
-
 def bytes_per_pixel(model: TransformerNet, precision: str) -> int:
     """Peak activation bytes per input pixel of one pass (measured, with headroom).
 
@@ -103,7 +87,7 @@ def bytes_per_pixel(model: TransformerNet, precision: str) -> int:
     padded copy and the w-channel conv output coexist at full resolution (5w channels),
     plus oneDNN's working buffers; 8w channels covers what we measured on CPU.
     """
-    return 8 * model.channels(1) * torch.finfo(_DTYPES[precision]).bits // 8
+    return 8 * model.channels(1) * torch.finfo(DTYPES[precision]).bits // 8
 
 
 def _budget(device: torch.device) -> int:
@@ -174,7 +158,7 @@ def plan(
     through the first installed of OpenVINO and onnxruntime that runs the precision, else
     PyTorch; a named engine is used for every untiled image. A tiled image always runs on
     PyTorch, whose tiling keeps instance norm's whole-image statistics exact. Precision
-    "auto" is the engine's fastest on this CPU (:func:`engines.best_precision`)."""
+    "auto" is the engine's fastest on this CPU (:func:`nst.precision.inference_precision`)."""
     asked = engines.check_engine(engine)
     if asked in engines.AUTO_ORDER and device in (None, "auto"):
         device = "cpu"  # a CPU engine asked for by name: "auto" must not pick a GPU
@@ -182,7 +166,7 @@ def plan(
     candidate = asked
     if asked == "auto":
         candidate = engines.auto_engine() if dev.type == "cpu" else "torch"
-    prec = _resolve_precision(precision, dev, candidate)
+    prec = inference_precision(precision, dev, engines.PRECISIONS[candidate])
     if asked in engines.AUTO_ORDER:
         _check_engine_fits(asked, dev, prec)
     elif prec not in engines.PRECISIONS[candidate]:
@@ -199,7 +183,7 @@ def _prepare(model: TransformerNet, device: torch.device, precision: str) -> Tra
     (faster convs on CPU and on CUDA tensor cores). A net already placed so (as
     ``zoo.load`` places them) is used as it is; any other is copied, so the caller's
     model is never changed."""
-    dtype = _DTYPES[precision]
+    dtype = DTYPES[precision]
     if is_placed(model, device, dtype):
         return model
     net = copy.deepcopy(model).eval()
@@ -269,6 +253,38 @@ def prepare_runner(model: TransformerNet, p: Plan) -> Runner:
     return tiled
 
 
+#: ``stylise(content, progress)``: the finished picture (the net's output with strength and
+#: colours applied) for one CPU (1, 3, H, W) image in [0, 1].
+Stylizer = Callable[[torch.Tensor, Progress | None], torch.Tensor]
+
+
+def prepare_stylizer(
+    model: TransformerNet,
+    height: int,
+    width: int,
+    *,
+    strength: float = 1.0,
+    preserve_colors: bool = False,
+    **run: Any,
+) -> Stylizer:
+    """What stylises pictures of ``height`` x ``width`` as :func:`stylize` does, planned
+    and placed once (for every frame of a video). ``run``: ``device``, ``tile``,
+    ``precision`` and ``engine``, as for :func:`plan`."""
+    check_strength(strength)
+    if strength == 0.0:  # nothing of the style survives: no network at all
+
+        def photo(content: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+            return content
+
+        return photo
+    runner = prepare_runner(model, plan(model, height, width, **run))
+
+    def stylise(content: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
+        return finish(runner(content, progress), content, strength, preserve_colors)
+
+    return stylise
+
+
 def stylize_tensor(
     model: TransformerNet,
     content: torch.Tensor,
@@ -312,18 +328,17 @@ def stylize(
     check_strength(strength)
     net = _resolve_model(model)
     content = _content_tensor(image, size)
-    if strength == 0.0:
-        return to_pil(content)  # nothing of the style survives: skip the network
-    y = stylize_tensor(
+    stylise = prepare_stylizer(
         net,
-        content,
+        *content.shape[-2:],
+        strength=strength,
+        preserve_colors=preserve_colors,
         device=device,
         tile=tile,
         precision=precision,
         engine=engine,
-        progress=progress,
     )
-    return to_pil(finish(y, content, strength, preserve_colors))
+    return to_pil(stylise(content, progress))
 
 
 def check_strength(strength: float) -> None:
