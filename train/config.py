@@ -42,7 +42,9 @@ RESUMABLE_OVERRIDES = frozenset(
 class TrainConfig:
     """One training run. Saved as ``RUN_DIR/run.json`` and in every checkpoint."""
 
-    style: str = ""  # path of the style image (the painting)
+    # The painting (a path), or several paintings, or folders of them, for one multi-style
+    # net (conditional instance norm): each step trains one style on one batch of photos.
+    style: str | list[str] = ""
     data: str = ""  # folder of training photos (COCO 2014 train in production)
     out: str = ""  # RUN_DIR: checkpoints, previews, metrics, export
     iterations: int = 40_000  # optimiser steps (Johnson: 2 epochs of COCO at batch 4)
@@ -98,10 +100,51 @@ class TrainConfig:
     year: str = ""
     license: str = "mit"  # licence of the trained weights (the model card's metadata)
     dataset: str = ""  # dataset name for the model card; default: the data folder's name
+    # Multi-style nets: which style each step trains ("round_robin" or "random").
+    style_order: str = "round_robin"
+    # Add one painting to the multi-style (or plain) net of --init-from: only the new style's
+    # (gamma, beta) rows train; the shared convolutions stay frozen.
+    add_style: str | None = None
+    # Where the new rows start: "nearest" = the rows of the existing style whose Gram
+    # matrices are closest to the new painting's; "mean" = the mean of all rows.
+    add_style_init: str = "nearest"
+    # Temporal stability (for video and the webcam), each term one more forward pass:
+    # shift: weight x mean squared difference between the output of the photo shifted by
+    # 1..max_shift px and the output shifted the same way (a 8 px border left out);
+    # noise: weight x mean squared difference between the outputs of the photo and of the
+    # photo plus Gaussian noise of noise_sigma (Gupta et al. 2017).
+    shift_weight: float = 0.0
+    max_shift: int = 3
+    noise_weight: float = 0.0
+    noise_sigma: float = 0.02
+
+    @property
+    def style_paths(self) -> list[str]:
+        """The paintings this run trains, in the order of the net's style rows."""
+        if self.add_style:
+            return [self.add_style]
+        return [self.style] if isinstance(self.style, str) else list(self.style)
+
+    @property
+    def style_ids(self) -> list[str]:
+        """One id per painting: --style-id for a one-style run, else the files' stems."""
+        paths = self.style_paths
+        if len(paths) == 1 and self.style_id:
+            return [self.style_id]
+        return [Path(p).stem for p in paths]
 
     def finish(self) -> TrainConfig:
         """Fill derived defaults and check every value (UsageError, an NSTError, if bad)."""
-        if not self.style:
+        if self.add_style:
+            if not self.init_from:
+                raise UsageError(
+                    "--add-style needs --init-from NET: the net whose convolutions it reuses."
+                )
+            if self.style:
+                raise UsageError("Give the new painting with --add-style only, not --style too.")
+        else:
+            self.style = _expand_styles(self.style)
+        if not self.style and not self.add_style:
             raise UsageError("--style is required: the path of the style image (a painting).")
         if not self.data:
             raise UsageError("--data is required: a folder of training photos.")
@@ -151,8 +194,20 @@ class TrainConfig:
             raise UsageError("--channels-last must be auto, on or off.")
         if not self.content_layers or not self.style_layers:
             raise UsageError("At least one content layer and one style layer are needed.")
+        if self.style_order not in ("round_robin", "random"):
+            raise UsageError("--style-order must be round_robin or random.")
+        if self.add_style_init not in ("nearest", "mean"):
+            raise UsageError("--add-style-init must be nearest or mean.")
+        for name in ("shift_weight", "noise_weight", "noise_sigma"):
+            if getattr(self, name) < 0:
+                raise UsageError(f"--{name.replace('_', '-')} must not be negative.")
+        if not 1 <= self.max_shift <= self.image_size // 4:
+            raise UsageError(f"--max-shift must be between 1 and {self.image_size // 4} px.")
+        ids = self.style_ids
+        if len(set(ids)) != len(ids):
+            raise UsageError(f"Two paintings share a file name (the style id): {ids}.")
         if not self.style_id:
-            self.style_id = Path(self.style).stem
+            self.style_id = ids[0] if len(ids) == 1 else Path(self.out).name
         if not self.title:
             self.title = self.style_id.replace("_", " ").title()
         if not self.painting:
@@ -168,6 +223,20 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _expand_styles(style: str | list[str]) -> str | list[str]:
+    """One painting stays a path; several paintings, or folders of them, become a list."""
+    from train.data import list_images
+
+    given = [style] if isinstance(style, str) else list(style)
+    paths: list[str] = []
+    for item in given:
+        if item and Path(item).is_dir():
+            paths.extend(str(p) for p in list_images(item))
+        elif item:
+            paths.append(str(item))
+    return paths[0] if len(paths) == 1 else paths
 
 
 def _bool(text: str) -> bool:
@@ -187,7 +256,29 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=None,
     )
     d = TrainConfig()
-    p.add_argument("--style", help="style image (a painting)")
+    p.add_argument(
+        "--style",
+        nargs="+",
+        help="style image (a painting); several, or a folder, train one multi-style net",
+    )
+    p.add_argument(
+        "--add-style",
+        help="add this painting to the net of --init-from: only its own norm rows train",
+    )
+    p.add_argument(
+        "--add-style-init",
+        choices=["nearest", "mean"],
+        help="start the new rows from the nearest style's (default) or the mean of all",
+    )
+    p.add_argument(
+        "--style-order",
+        choices=["round_robin", "random"],
+        help="multi-style runs: the style each step trains (default round_robin)",
+    )
+    p.add_argument("--shift-weight", type=float, help="shift-consistency weight (default 0)")
+    p.add_argument("--max-shift", type=int, help="largest shift in px for it (default 3)")
+    p.add_argument("--noise-weight", type=float, help="noise-stability weight (default 0)")
+    p.add_argument("--noise-sigma", type=float, help="its noise std on [0, 1] (default 0.02)")
     p.add_argument("--data", help="folder of training photos (searched recursively)")
     p.add_argument("--out", help="run folder: checkpoints, previews, metrics.csv, export/")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
@@ -264,4 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
 def explicit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields given on the command line (argparse left the rest None)."""
     known = {f.name for f in fields(TrainConfig)}
-    return {k: v for k, v in vars(args).items() if k in known and v is not None}
+    given = {k: v for k, v in vars(args).items() if k in known and v is not None}
+    if isinstance(given.get("style"), list) and len(given["style"]) == 1:
+        given["style"] = given["style"][0]  # one painting: a path, as run.json keeps it
+    return given

@@ -23,9 +23,11 @@ import torch
 
 from nst.cli import run_command
 from nst.errors import NSTError
-from nst.files import atomic_path
+from nst.files import atomic_path, file_sha256
+from nst.hub import WEIGHTS_NAME
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerNet, load_transformer, save_transformer
+from nst.johnson.adapter import save_adapter
 from nst.johnson.card import write_card
 from train import checkpoint as ckpt
 from train import data
@@ -49,16 +51,30 @@ def _find_checkpoint(run_dir: Path, step: int | None) -> ckpt.Checkpoint:
     raise NSTError(f"'{run_dir}' has no checkpoint of step {step}; it has steps {steps}.")
 
 
-def style_metadata(config: TrainConfig) -> dict[str, str]:
-    """The ``style`` block of config.json (also read by the model card and publish)."""
-    return {
-        "id": config.style_id,
-        "title": config.title,
-        "painting": config.painting,
-        "artist": config.artist,
-        "year": config.year,
-        "image": "style.jpg",
-    }
+def style_metadata(config: TrainConfig) -> list[dict[str, str]]:
+    """One ``style`` block of config.json per painting (also read by the model card and
+    publish): a one-style run's from --title, --artist, ...; a multi-style run's from the
+    files' names, its images under ``styles/``."""
+    ids = config.style_ids
+    if len(ids) == 1:
+        return [
+            {
+                "id": ids[0],
+                "title": config.title,
+                "painting": config.painting,
+                "artist": config.artist,
+                "year": config.year,
+                "image": "style.jpg",
+            }
+        ]
+    entries = []
+    for style_id in ids:
+        title = style_id.replace("_", " ").title()
+        entries.append(
+            {"id": style_id, "title": title, "painting": title, "artist": "", "year": "",
+             "image": f"styles/{style_id}.jpg"}
+        )  # fmt: skip
+    return entries
 
 
 def training_metadata(config: TrainConfig) -> dict[str, object]:
@@ -118,15 +134,20 @@ def record_progress(training: dict[str, Any], step: int, train_seconds: float) -
 def write_samples(model: TransformerNet, photos: Sequence[Path], folder: Path) -> list[str]:
     """Stylise the validation photos (whole, at SAMPLE_SIZE) into ``folder``."""
     folder.mkdir(parents=True, exist_ok=True)
+    ids = model.config.style_ids
     names = []
     for path in photos:
         try:
             photo = to_tensor(load_image(path, long_side=SAMPLE_SIZE))
         except NSTError:
             continue
-        name = f"samples/{path.stem}.jpg"
-        save_image(model(photo), folder.parent / name)
-        names.append(name)
+        for index, style_id in enumerate(ids):
+            # A multi-style net: one folder of samples per style.
+            where = "samples" if len(ids) == 1 else f"samples/{style_id}"
+            name = f"{where}/{path.stem}.jpg"
+            (folder.parent / name).parent.mkdir(parents=True, exist_ok=True)
+            save_image(model(photo, style=index), folder.parent / name)
+            names.append(name)
     return names
 
 
@@ -153,9 +174,7 @@ def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> N
         if found.state.get(key):
             training[key] = found.state[key]
     save_transformer(model, tmp, half=True)
-    style_path = Path(run.get("style", ""))
-    if style_path.is_file():
-        load_image(style_path, long_side=STYLE_PREVIEW_SIZE).save(tmp / "style.jpg", quality=92)
+    _write_style_images(tmp, model, run)
     photos: list[Path] = []
     try:
         if run.get("val_dir"):
@@ -165,8 +184,35 @@ def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> N
             photos = data.split_validation(files, run.get("val_count", 4))[1]
     except NSTError:
         photos = []  # the photos moved away since training: a card without samples
+    if run.get("add_style") and run.get("init_from"):
+        # The new style alone, pinned to its base: publishing it needs no copy of the base.
+        save_adapter(model, tmp / ADAPTER_FOLDER, base_pin(Path(run["init_from"])))
     write_samples(model, photos, tmp / "samples")
     write_card(tmp)
+
+
+#: The export's subfolder holding an added style's adapter (nst.johnson.adapter).
+ADAPTER_FOLDER = "adapter"
+
+
+def base_pin(init_from: Path) -> dict[str, str]:
+    """What an adapter pins of the net it was trained on: its weights file's sha256."""
+    weights = init_from / WEIGHTS_NAME if init_from.is_dir() else init_from
+    return {"sha256": file_sha256(weights), "file": weights.name}
+
+
+def _write_style_images(folder: Path, model: TransformerNet, run: dict[str, Any]) -> None:
+    """Each painting, downscaled, where its style entry's ``image`` says."""
+    paths = [run["add_style"]] if run.get("add_style") else run.get("style", "")
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    entries = model.config.styles or [model.config.style]
+    # The run's paintings are the last rows (all of them, or the one --add-style added).
+    for entry, path in zip(entries[len(entries) - len(paths) :], paths, strict=True):
+        source = Path(path)
+        if source.is_file() and entry.get("image"):
+            (folder / entry["image"]).parent.mkdir(parents=True, exist_ok=True)
+            image = load_image(source, long_side=STYLE_PREVIEW_SIZE)
+            image.save(folder / entry["image"], quality=92)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

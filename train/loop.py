@@ -14,10 +14,11 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from nst.errors import NSTError
 from nst.files import atomic_write_text
@@ -25,7 +26,13 @@ from nst.hardware import amx_cpu, describe
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
 from nst.johnson.model import zero_head
-from nst.losses import LossWeights, PerceptualLoss, blended_gram_targets
+from nst.losses import (
+    LossWeights,
+    PerceptualLoss,
+    blended_gram_targets,
+    gram_matrix,
+    style_loss,
+)
 from nst.precision import bf16_autocast
 from nst.vgg import load_loss_network
 from train import checkpoint as ckpt
@@ -64,8 +71,9 @@ def use_channels_last(config: TrainConfig, device: torch.device) -> bool:
     return config.channels_last == "on"
 
 
-def build_loss(config: TrainConfig, device: torch.device) -> PerceptualLoss:
-    """VGG16 cut at the deepest layer asked for, and the style's Gram targets."""
+def build_losses(config: TrainConfig, device: torch.device) -> list[PerceptualLoss]:
+    """VGG16 cut at the deepest layer asked for, and each painting's Gram targets: one
+    loss per style of the run, all on the same loss network."""
     layers = list(dict.fromkeys(config.content_layers + config.style_layers))
     net = load_loss_network(
         layers,
@@ -74,73 +82,238 @@ def build_loss(config: TrainConfig, device: torch.device) -> PerceptualLoss:
         device=device,
         width_divisor=config.vgg_width_divisor,
     )
-    style = to_tensor(load_image(config.style, long_side=config.style_size), device)
-    grams = blended_gram_targets(net, [style], config.style_layers)
     weights = LossWeights(
         content=config.content_weight, style=config.style_weight, tv=config.tv_weight
     )
-    return PerceptualLoss(net, config.content_layers, config.style_layers, grams, weights)
+    losses = []
+    for path in config.style_paths:
+        style = to_tensor(load_image(path, long_side=config.style_size), device)
+        grams = blended_gram_targets(net, [style], config.style_layers)
+        losses.append(
+            PerceptualLoss(net, config.content_layers, config.style_layers, grams, weights)
+        )
+    return losses
 
 
-def build_model(config: TrainConfig) -> TransformerNet:
+def build_loss(config: TrainConfig, device: torch.device) -> PerceptualLoss:
+    """The loss of a one-style run (the first painting's of a multi-style one)."""
+    return build_losses(config, device)[0]
+
+
+def build_model(config: TrainConfig, losses: list[PerceptualLoss] | None = None) -> TransformerNet:
+    """The run's net: fresh, warm-started from --init-from, or --init-from's net with one
+    more style (--add-style; ``losses`` then picks the new rows' start)."""
     torch.manual_seed(config.seed)  # every rank starts from the same weights
+    if config.add_style:
+        return _with_added_style(config, losses)
+    styles = style_metadata(config)
     net_config = TransformerConfig(
         width=config.width,
         residual_blocks=config.residual_blocks,
         photo_skip=config.photo_skip,
-        style=style_metadata(config),
+        style=styles[0] if len(styles) == 1 else {},
+        styles=styles if len(styles) > 1 else [],
         training=training_metadata(config),
     )
     model = TransformerNet(net_config)
     if config.init_from:
-        source = _initialise_from(model, config.init_from)
+        source = load_transformer(config.init_from)
+        if source.config.num_styles not in (1, model.config.num_styles):
+            raise NSTError(
+                f"--init-from '{config.init_from}' holds {source.config.num_styles} styles and "
+                f"this run trains {model.config.num_styles}: start from a one-style net, or a "
+                "net of the same styles (or add a painting to it with --add-style)."
+            )
+        rows = [0] * model.config.num_styles if source.config.num_styles == 1 else None
+        _initialise_from(model, source, config.init_from, rows)
         model.config.training["warm_start"] = warm_start_record(source.config.training)
         if source.config.width != model.config.width:
             model.config.training["warm_start"]["widened_from"] = source.config.width
     return model
 
 
-def _initialise_from(model: TransformerNet, path: str) -> TransformerNet:
+def _initialise_from(
+    model: TransformerNet, source: TransformerNet, path: str, rows: list[int] | None = None
+) -> None:
     """Copy the weights of a trained network of the same shape (warm start), or widen a
-    narrower one into this run's width (train.widen: the same function to start from)."""
-    source = load_transformer(path)
+    narrower one into this run's width (train.widen: the same function to start from).
+
+    ``rows``: for each of ``model``'s styles, the source style whose (gamma, beta) it
+    starts from (None: the same styles in the same order).
+    """
     check_widenable(source, model, path)
-    if source.config.width == model.config.width:
+    if source.config.width != model.config.width:
+        wide = TransformerNet(replace(source.config, width=model.config.width))
+        widen_into(wide, source)
+        source = wide
+    if rows is None:
         model.load_state_dict(source.state_dict())
     else:
-        widen_into(model, source)
+        copy_styles(model, source, rows)
     if model.config.photo_skip and not source.config.photo_skip:
         # The source's last conv paints the whole picture; with the skip it would be added
         # to the photo. Zeroed, the run starts from the photo and relearns only that conv.
         zero_head(model)
-    return source
 
 
-def preview_grid(photos: torch.Tensor, outputs: torch.Tensor) -> torch.Tensor:
-    """Photos on the top row, their stylisations below: (1, 3, 2S, N*S)."""
-    top = torch.cat(list(photos), dim=-1)
-    bottom = torch.cat(list(outputs), dim=-1)
-    return torch.cat([top, bottom], dim=-2).unsqueeze(0)
+@torch.no_grad()
+def copy_styles(model: TransformerNet, source: TransformerNet, rows: list[int | None]) -> None:
+    """Copy ``source``'s convolutions into ``model`` (same width), and to each of
+    ``model``'s style rows the (gamma, beta) of source style ``rows[i]``, or of the mean
+    of the source's styles where ``rows[i]`` is None."""
+    theirs = source.state_dict()
+    mine = model.state_dict()
+    for key, value in mine.items():
+        if key not in theirs:
+            raise NSTError(f"The source net has no tensor '{key}': not the same architecture.")
+        old = theirs[key]
+        if old.shape == value.shape and not _is_norm_key(model, key):
+            value.copy_(old)
+            continue
+        table = old if old.dim() == 2 else old.unsqueeze(0)  # (S_source, C)
+        new = torch.stack([table.mean(0) if r is None else table[r] for r in rows])
+        value.copy_(new if value.dim() == 2 else new[0])
+
+
+def _is_norm_key(model: TransformerNet, key: str) -> bool:
+    module = model.get_submodule(key.rsplit(".", 1)[0])
+    return isinstance(module, torch.nn.InstanceNorm2d)
+
+
+def _with_added_style(config: TrainConfig, losses: list[PerceptualLoss] | None) -> TransformerNet:
+    """--init-from's net with one more style row for --add-style's painting."""
+    assert config.init_from and config.add_style
+    source = load_transformer(config.init_from)
+    base = source.config
+    old = base.styles or [base.style]
+    new_id = config.style_ids[0]
+    if new_id in base.style_ids:
+        raise NSTError(
+            f"'{config.init_from}' already has a style '{new_id}'; pass --style-id to name "
+            "the new one differently."
+        )
+    added = style_metadata(config)[0]
+    net_config = replace(
+        base,
+        styles=[*old, added],
+        style={},
+        training={**training_metadata(config), "base": warm_start_record(base.training)},
+    )
+    model = TransformerNet(net_config)
+    start = None
+    if config.add_style_init == "nearest" and losses:
+        start = nearest_style(source, losses[0])
+    copy_styles(model, source, [*range(len(old)), start])
+    model.config.training["add_style_start"] = (
+        "mean" if start is None else base.style_ids[start]
+    )
+    return model
+
+
+@torch.no_grad()
+def nearest_style(source: TransformerNet, loss_fn: PerceptualLoss) -> int:
+    """The style of ``source`` whose output Gram matrices on a fixed random-texture probe
+    are closest (relative error) to ``loss_fn``'s painting: its rows are the best start."""
+    generator = torch.Generator().manual_seed(0)
+    probe = torch.rand(1, 3, 128, 128, generator=generator)
+    probe = torch.nn.functional.avg_pool2d(probe, 5, 1, 2)  # photo-like, not white noise
+    device = next(loss_fn.net.parameters()).device
+    was_training = source.training
+    source.eval()
+    errors = []
+    for i in range(source.config.num_styles):
+        picture = source(probe, style=i).to(device)
+        feats = loss_fn.net(picture, loss_fn.style_layers)
+        errors.append(
+            sum(
+                float(style_loss(gram_matrix(feats[n].float()), loss_fn.style_grams[n]))
+                for n in loss_fn.style_layers
+            )
+        )
+    source.train(was_training)
+    return min(range(len(errors)), key=errors.__getitem__)
+
+
+def preview_grid(photos: torch.Tensor, *outputs: torch.Tensor) -> torch.Tensor:
+    """Photos on the top row, their stylisations below, a row per style: (1, 3, R*S, N*S)."""
+    rows = [torch.cat(list(images), dim=-1) for images in (photos, *outputs)]
+    return torch.cat(rows, dim=-2).unsqueeze(0)
 
 
 @torch.no_grad()
 def validate(
-    model: TransformerNet, loss_fn: PerceptualLoss, photos: torch.Tensor
-) -> tuple[dict[str, float], torch.Tensor]:
-    """Losses of the fixed validation photos (eval mode, fp32) and the stylised images."""
+    model: TransformerNet,
+    loss_fns: PerceptualLoss | list[PerceptualLoss],
+    photos: torch.Tensor,
+    rows: list[int] | None = None,
+) -> tuple[dict[str, float], list[torch.Tensor]]:
+    """Losses of the fixed validation photos (eval mode, fp32), averaged over the styles,
+    and the stylised images of each style. ``rows``: the net's style row of each loss."""
+    loss_fns = [loss_fns] if isinstance(loss_fns, PerceptualLoss) else loss_fns
+    rows = rows if rows is not None else list(range(len(loss_fns)))
     was_training = model.training
     model.eval()
-    outputs = torch.cat([model(p.unsqueeze(0)) for p in photos])
-    targets = loss_fn.content_targets(photos)
-    _, parts = loss_fn(outputs, targets)
+    targets = loss_fns[0].content_targets(photos)
+    totals: dict[str, float] = {}
+    pictures = []
+    for row, loss_fn in zip(rows, loss_fns, strict=True):
+        outputs = torch.cat([model(p.unsqueeze(0), style=row) for p in photos])
+        _, parts = loss_fn(outputs, targets)
+        for key, value in parts.items():
+            totals[key] = totals.get(key, 0.0) + float(value) / len(loss_fns)
+        pictures.append(outputs)
     model.train(was_training)
-    return {k: float(v) for k, v in parts.items()}, outputs
+    return totals, pictures
+
+
+@dataclass(frozen=True)
+class Stability:
+    """The temporal-stability terms of a training step (TrainConfig's shift_*, noise_*)."""
+
+    shift_weight: float = 0.0
+    max_shift: int = 3
+    noise_weight: float = 0.0
+    noise_sigma: float = 0.02
+    border: int = 8  # px left out of the shift comparison: the padding differs there
+
+    @classmethod
+    def of(cls, config: TrainConfig) -> Stability:
+        return cls(config.shift_weight, config.max_shift, config.noise_weight, config.noise_sigma)
+
+    def terms(
+        self, model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator
+    ) -> dict[str, torch.Tensor]:
+        """Weighted shift and noise terms for photos ``x`` (B, 3, S, S) and outputs ``y``."""
+        out: dict[str, torch.Tensor] = {}
+        if self.shift_weight > 0:
+            shift = torch.randint(0, self.max_shift + 1, (2,), generator=generator)
+            dy, dx = int(shift[0]), max(1, int(shift[1]))  # always some sideways motion
+            # The same scene moved up-left by (dy, dx), padded back to the crop's size (a
+            # fixed shape: torch.compile need not trace a new one per shift).
+            moved = model(F.pad(x[..., dy:, dx:], (0, dx, 0, dy), mode="reflect"))
+            b, h, w = self.border, x.shape[-2], x.shape[-1]
+            diff = (
+                moved[..., b : h - dy - b, b : w - dx - b].float()
+                - y[..., dy + b : h - b, dx + b : w - b].float()
+            )
+            out["shift"] = self.shift_weight * diff.pow(2).mean()
+        if self.noise_weight > 0:
+            noise = torch.randn(x.shape, generator=generator).to(x) * self.noise_sigma
+            diff = model(x + noise).float() - y.float()
+            out["noise"] = self.noise_weight * diff.pow(2).mean()
+        return out
 
 
 def compute_loss(
-    model: torch.nn.Module, loss_fn: PerceptualLoss, x: torch.Tensor, bf16: bool
+    model: torch.nn.Module,
+    loss_fn: PerceptualLoss,
+    x: torch.Tensor,
+    bf16: bool,
+    stability: Stability | None = None,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """One training batch's loss: stylise, then compare with the batch and the style.
+    """One training batch's loss: stylise, then compare with the batch and the style
+    (and, with ``stability``, with the outputs of the photos shifted or noisier).
 
     The content targets need the VGG only up to the content layer (relu2_2), not up to
     relu4_3 as a loop that runs the whole loss network on the photos does.
@@ -151,7 +324,14 @@ def compute_loss(
     with autocast:
         y = model(x)  # (B, 3, S, S)
         targets = loss_fn.content_targets(x)
-        return loss_fn(y.float(), targets)
+        loss, parts = loss_fn(y.float(), targets)
+        if stability is not None:
+            extra = stability.terms(model, x, y, generator or torch.Generator())
+            for name, value in extra.items():
+                loss = loss + value
+                parts[name] = value.detach()
+            parts["total"] = loss.detach()
+        return loss, parts
 
 
 def _iterations(config: TrainConfig, n_files: int, world: int) -> int:
@@ -185,7 +365,8 @@ class _Run:
     ranks: Ranks
     model: TransformerNet
     optimizer: torch.optim.Optimizer
-    loss_fn: PerceptualLoss
+    loss_fns: list[PerceptualLoss]  # one per style this run trains
+    rows: list[int]  # the net's style row of each loss
     photos: torch.Tensor | None  # validation photos; None with --val-count 0
     logs: RunLogs | None  # rank 0 only
     bf16: bool
@@ -202,10 +383,19 @@ class _Run:
         """Validation losses and a preview grid of the fixed photos (rank 0)."""
         if self.photos is None or self.logs is None:
             return
-        losses, outputs = validate(self.model, self.loss_fn, self.photos)
+        losses, outputs = validate(self.model, self.loss_fns, self.photos, self.rows)
         self.logs.validated(self.step, losses)
-        grid = preview_grid(self.photos, outputs)
+        grid = preview_grid(self.photos, *outputs)
         save_image(grid, self.run_dir / "previews" / f"step_{self.step:07d}.jpg")
+
+    def style_of_step(self) -> int:
+        """The index (into loss_fns and rows) of the style the next step trains: a pure
+        function of (seed, step), so a resumed run trains the same sequence."""
+        count = len(self.loss_fns)
+        if count == 1 or self.config.style_order == "round_robin":
+            return self.step % count
+        generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
+        return int(torch.randint(0, count, (1,), generator=generator))
 
     def checkpoint(self) -> None:
         if not all_true(_weights_finite(self.model), self.ranks):
@@ -253,16 +443,18 @@ def _resume_from(run: _Run) -> None:
 def _start(config: TrainConfig, resume: bool, ranks: Ranks, photos: torch.Tensor | None) -> _Run:
     """Loss, model (fresh or resumed), optimiser, run folder and logs."""
     device = ranks.device
-    loss_fn = build_loss(config, device)
-    model = build_model(config).to(device)
+    loss_fns = build_losses(config, device)
+    model = build_model(config, loss_fns).to(device)
     channels_last = use_channels_last(config, device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-        loss_fn.net.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+        loss_fns[0].net.to(memory_format=torch.channels_last)
+    count = model.config.num_styles
+    rows = [count - 1] if config.add_style else list(range(count))
+    optimizer = torch.optim.Adam(trainable_parameters(model, config), lr=config.lr)
     run = _Run(
-        config, ranks, model, optimizer, loss_fn, photos, None, use_bf16(config, device),
-        channels_last,
+        config, ranks, model, optimizer, loss_fns, rows, photos, None,
+        use_bf16(config, device), channels_last,
     )  # fmt: skip
     if resume:
         _resume_from(run)
@@ -273,6 +465,24 @@ def _start(config: TrainConfig, resume: bool, ranks: Ranks, photos: torch.Tensor
         run.logs = RunLogs(run.run_dir, run.step, resume)
         run.last_good = ckpt.latest_checkpoint(run.run_dir)
     return run
+
+
+def trainable_parameters(model: TransformerNet, config: TrainConfig) -> list[torch.nn.Parameter]:
+    """Every parameter; with --add-style only the norm layers' tables, whose gradient is
+    masked to the new (last) row, and the convolutions frozen: no weight gradients."""
+    if not config.add_style:
+        return list(model.parameters())
+    for param in model.parameters():
+        param.requires_grad_(False)
+    tables = []
+    for norm in model.norms:
+        mask = torch.zeros(norm.weight.shape[0], 1)
+        mask[-1] = 1.0
+        for table in (norm.weight, norm.bias):
+            table.requires_grad_(True)
+            table.register_hook(lambda grad, mask=mask: grad * mask.to(grad))
+            tables.append(table)
+    return tables
 
 
 def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
@@ -301,7 +511,7 @@ def _train(config: TrainConfig, resume: bool, ranks: Ranks) -> Path | None:
     )
     if ranks.main:
         _tqdm_write(
-            f"training '{config.style_id}' on {describe(device, ranks.world)}: steps "
+            f"training '{', '.join(config.style_ids)}' on {describe(device, ranks.world)}: steps "
             f"{run.step}..{iterations}, {len(train_files)} photos, batch {config.batch_size} x "
             f"{ranks.world}, {config.image_size} px"
             f"{f' crops of photos at {config.photo_size} px' if config.photo_size else ''}, "
@@ -344,7 +554,15 @@ def _optimise(
         x = x.contiguous(memory_format=torch.channels_last)
     lr = learning_rate(run.config, run.step, run.train_seconds, iterations)
     set_learning_rate(run.optimizer, lr)
-    loss, parts = compute_loss(wrapped, run.loss_fn, x, run.bf16)
+    index = run.style_of_step()
+    # The style is set outside the (maybe compiled, maybe DDP-wrapped) forward.
+    run.model.select_style(run.rows[index])
+    stability = Stability.of(run.config)
+    generator = torch.Generator().manual_seed(run.config.seed * 7_919 + run.step)
+    loss, parts = compute_loss(
+        wrapped, run.loss_fns[index], x, run.bf16,
+        stability if stability.shift_weight or stability.noise_weight else None, generator,
+    )  # fmt: skip
     if not all_true(bool(torch.isfinite(loss)), run.ranks):
         _stop_on_nan(run.step + 1, float(loss.detach()), run.last_good)
     run.optimizer.zero_grad(set_to_none=True)

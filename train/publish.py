@@ -9,6 +9,11 @@ the one published.
 The token comes from ``HF_TOKEN`` or the login cache (``hf auth login``). It is never
 printed or logged: messages from the Hub client are scrubbed of it before they are shown.
 ``--dry-run`` lists exactly what would be uploaded and needs no token.
+
+A multi-style export gets one catalogue entry per style, each naming its row of the one
+net. The export of ``python -m train --add-style`` publishes only its ``adapter/`` folder
+(the new style's rows, pinned to the base net's sha256): ``--base ID`` names the catalogue
+style of the base net it was trained on, whose pinned sha256 must be the adapter's pin.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from nst.cli import run_command
 from nst.errors import NSTError
 from nst.hub import CONFIG_NAME, REPO_ID_PATTERN, WEIGHTS_NAME, upload_folder
 from nst.johnson import TransformerNet
+from nst.johnson.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, read_adapter
 from nst.johnson.card import CARD_NAME, REPO_PLACEHOLDER
+from train.export import ADAPTER_FOLDER
 
 
 @dataclass
@@ -36,7 +43,8 @@ class PublishResult:
     files: list[str]
     revision: str | None = None  # the commit; None for a dry run
     commit_url: str | None = None
-    entry: dict[str, Any] = field(default_factory=dict)
+    entry: dict[str, Any] = field(default_factory=dict)  # the first of ``entries``
+    entries: list[dict[str, Any]] = field(default_factory=list)  # one per style
 
 
 def upload_files(export_dir: Path) -> list[str]:
@@ -61,7 +69,46 @@ def check_export(export_dir: Path) -> dict[str, Any]:
                 "`python -m train.export RUN_DIR` first."
             )
     model = TransformerNet.from_pretrained(export_dir)  # as the zoo will load it
-    return {"style": model.config.style, "training": model.config.training}
+    return {
+        "style": model.config.style,
+        "styles": model.config.styles,
+        "training": model.config.training,
+    }
+
+
+def check_adapter(folder: Path, base: str | None, catalogue: Any) -> dict[str, Any]:
+    """An adapter's config, after checking that ``base`` (a catalogue style) is the net it
+    was trained on."""
+    import zoo
+
+    config, _ = read_adapter(folder)
+    if base is None:
+        raise NSTError(
+            f"'{folder}' is a style adapter: pass --base ID, the zoo style of the net it was "
+            "trained on (its sha256 is checked against the adapter's pin)."
+        )
+    entry = zoo.get_style(base, catalogue)
+    if entry.sha256 != config["base"].get("sha256"):
+        raise NSTError(
+            f"The adapter in '{folder}' was trained on another net than the zoo's '{base}' "
+            f"(sha256 {str(config['base'].get('sha256'))[:12]}… against {entry.sha256[:12]}…)."
+        )
+    return config
+
+
+def catalogue_entries(
+    export_dir: Path, config: dict[str, Any], repo_id: str, revision: str
+) -> list[dict[str, Any]]:
+    """The zoo catalogue entries of a published export, pinned to ``revision``: one, or
+    one per style of a multi-style net (each naming its row)."""
+    if not config.get("styles"):
+        return [catalogue_entry(export_dir, config, repo_id, revision)]
+    entries = []
+    for style in config["styles"]:
+        entry = catalogue_entry(export_dir, {**config, "style": style}, repo_id, revision)
+        entry["weights"]["style"] = style["id"]
+        entries.append(entry)
+    return entries
 
 
 def catalogue_entry(
@@ -99,11 +146,18 @@ def publish(
     catalogue: str | os.PathLike | None = None,
     add_to_zoo: bool = True,
     token: str | None = None,
+    base: str | None = None,
 ) -> PublishResult:
-    """Upload ``export_dir`` to ``repo_id`` as one commit and add it to the zoo catalogue."""
+    """Upload ``export_dir`` to ``repo_id`` as one commit and add it to the zoo catalogue
+    (an added style: only its adapter, see the module docstring)."""
     export_dir = Path(export_dir)
     if not REPO_ID_PATTERN.match(repo_id):
         raise NSTError(f"--repo '{repo_id}' is not a Hub repo id: write it USER/NAME.")
+    if (export_dir / ADAPTER_FOLDER / ADAPTER_CONFIG).is_file():
+        export_dir = export_dir / ADAPTER_FOLDER  # the base net is not uploaded again
+    if (export_dir / ADAPTER_CONFIG).is_file():
+        return _publish_adapter(export_dir, repo_id, base, private, dry_run, catalogue,
+                                add_to_zoo, token)  # fmt: skip
     config = check_export(export_dir)
     files = upload_files(export_dir)
     if dry_run:
@@ -122,14 +176,63 @@ def publish(
             token=token,
         )
     result = PublishResult(repo_id, files, info.oid, str(info.commit_url))
-    result.entry = catalogue_entry(export_dir, config, repo_id, info.oid)
+    result.entries = catalogue_entries(export_dir, config, repo_id, info.oid)
+    result.entry = result.entries[0]
+    if add_to_zoo:
+        _add_to_zoo(export_dir, result.entries, config, catalogue)
+    return result
+
+
+def _add_to_zoo(
+    folder: Path, entries: list[dict[str, Any]], config: dict[str, Any], catalogue: Any
+) -> None:
+    import zoo
+
+    for entry, style in zip(entries, config.get("styles") or [config["style"]], strict=True):
+        image = folder / str(style.get("image") or "style.jpg")
+        zoo.add_style(entry, catalogue, source_image=image if image.is_file() else None)
+
+
+def _publish_adapter(
+    folder: Path,
+    repo_id: str,
+    base: str | None,
+    private: bool,
+    dry_run: bool,
+    catalogue: Any,
+    add_to_zoo: bool,
+    token: str | None,
+) -> PublishResult:
+    """Upload an added style's adapter (a few thousand numbers) and add its entry."""
+    from nst.files import file_sha256
+
+    config = check_adapter(folder, base, catalogue)
+    files = upload_files(folder)
+    if dry_run:
+        return PublishResult(repo_id, files)
+    style = config["style"]
+    info = upload_folder(
+        repo_id, folder, commit_message=f"Upload style adapter '{style['id']}'",
+        private=private, token=token,
+    )  # fmt: skip
+    entry = {
+        "id": style["id"],
+        "title": style.get("title") or style["id"],
+        "painting": style.get("painting") or style.get("title") or style["id"],
+        "artist": style.get("artist") or "unknown",
+        "year": style.get("year") or "unknown",
+        "license": "unknown",
+        "preview": f"previews/{style['id']}.jpg",
+        "weights": {"repo_id": repo_id, "filename": ADAPTER_WEIGHTS, "revision": info.oid,
+                    "style": style["id"], "base": base},  # fmt: skip
+        "sha256": file_sha256(folder / ADAPTER_WEIGHTS),
+    }
+    result = PublishResult(repo_id, files, info.oid, str(info.commit_url), entry, [entry])
     if add_to_zoo:
         import zoo
 
-        style_image = export_dir / "style.jpg"
-        zoo.add_style(
-            result.entry, catalogue, source_image=style_image if style_image.is_file() else None
-        )
+        image = folder.parent / str(style.get("image") or "style.jpg")
+        zoo.add_style(entry, catalogue, source_image=image if image.is_file() else None)
     return result
 
 
@@ -144,6 +247,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
     parser.add_argument("--catalogue", help="zoo catalogue to update (default: zoo/catalogue.json)")
     parser.add_argument("--no-catalogue", action="store_true", help="do not touch the zoo")
+    parser.add_argument(
+        "--base", help="an added style's adapter: the zoo style of the net it was trained on"
+    )
     args = parser.parse_args(argv)
     return run_command(lambda: _publish_and_report(args))
 
@@ -156,6 +262,7 @@ def _publish_and_report(args: argparse.Namespace) -> int:
         dry_run=args.dry_run,
         catalogue=args.catalogue,
         add_to_zoo=not args.no_catalogue,
+        base=args.base,
     )
     if args.dry_run:
         print(f"dry run: would upload {len(result.files)} files to {args.repo}:")
@@ -166,7 +273,8 @@ def _publish_and_report(args: argparse.Namespace) -> int:
     print(f"published {args.repo} at commit {result.revision}")
     print(f"  {result.commit_url}")
     if not args.no_catalogue:
-        print(f"added '{result.entry['id']}' to the zoo catalogue, pinned to {result.revision}")
+        ids = ", ".join(f"'{e['id']}'" for e in result.entries)
+        print(f"added {ids} to the zoo catalogue, pinned to {result.revision}")
     return 0
 
 

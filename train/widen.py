@@ -67,6 +67,7 @@ def widen_into(
             module.weight.copy_(weight)
             module.bias.copy_(old.bias[out_map])
         elif isinstance(module, nn.InstanceNorm2d) and module.affine:
+            # (C,) or, in a multi-style net, (S, C): the channels are the last dimension.
             channel_map = torch.arange(module.num_features) % old.num_features
-            module.weight.copy_(old.weight[channel_map])
-            module.bias.copy_(old.bias[channel_map])
+            module.weight.copy_(old.weight[..., channel_map])
+            module.bias.copy_(old.bias[..., channel_map])

@@ -6,6 +6,15 @@ relative to the catalogue) or on the Hub (``{"repo_id", "filename", "revision"}`
 a pinned 40-hex commit, so a style cannot change under a user's feet). ``sha256`` of
 ``model.safetensors`` is checked before any load, for both kinds.
 
+A style of a multi-style net (conditional instance norm: many paintings share one set of
+convolutions) adds ``"style": "<id in the net's config.json>"`` to its weights; every entry
+of one net names the same file and sha256, so the net is fetched and built once and each
+entry is a view of it that paints its own row. A style added to such a net later is an
+adapter (:mod:`nst.johnson.adapter`: only its own rows): its weights name
+``adapter.safetensors`` (bundled: a folder holding it and ``adapter_config.json``), its
+``style``, and ``"base": "<catalogue id of a style of the base net>"``; ``sha256`` is the
+adapter file's, and the base entry pins the base.
+
 ``evaluation`` (optional) holds the style network's judged losses against Gatys-100, as
 its model card shows them (:func:`nst.johnson.card.model_card`).
 
@@ -26,6 +35,7 @@ from typing import Any
 from nst.errors import NSTError
 from nst.files import atomic_path, atomic_write_text, file_sha256
 from nst.hub import REPO_ID_PATTERN, WEIGHTS_NAME
+from nst.johnson.adapter import ADAPTER_WEIGHTS
 
 ZOO_DIR = Path(__file__).resolve().parent
 DEFAULT_CATALOGUE = ZOO_DIR / "catalogue.json"
@@ -67,12 +77,24 @@ class StyleEntry:
         return self.base_dir / self.weights["bundled"] if self.is_bundled else None
 
     @property
+    def net_style(self) -> str | None:
+        """The style id inside a multi-style net's config.json; None for a one-style net."""
+        return self.weights.get("style")
+
+    @property
+    def base(self) -> str | None:
+        """For an adapter (a style added to a multi-style net): the base's catalogue id."""
+        return self.weights.get("base")
+
+    @property
     def repo_id(self) -> str | None:
         return self.weights.get("repo_id")
 
     @property
     def filename(self) -> str:
-        return self.weights.get("filename", WEIGHTS_NAME)
+        """The weights file whose sha256 the entry pins: the net's, or an adapter's."""
+        default = ADAPTER_WEIGHTS if self.base is not None else WEIGHTS_NAME
+        return self.weights.get("filename", default)
 
     @property
     def revision(self) -> str | None:
@@ -113,6 +135,16 @@ def catalogue_path(catalogue: str | os.PathLike | None = None) -> Path:
 def _check_weights(style: str, weights: Any) -> dict[str, str]:
     if not isinstance(weights, dict):
         raise NSTError(f"Style '{style}': 'weights' must be an object, not {weights!r}.")
+    row, base = weights.get("style"), weights.get("base")
+    if row is not None and not (isinstance(row, str) and row):
+        raise NSTError(f"Style '{style}': weights' 'style' names a style of the net ({row!r}).")
+    if base is not None and not (isinstance(base, str) and ID_PATTERN.match(base) and row):
+        raise NSTError(
+            f"Style '{style}': an adapter's weights name its 'style' and, as 'base', the "
+            f"catalogue id of a style of its base net (got {base!r})."
+        )
+    picked = {k: v for k, v in (("style", row), ("base", base)) if v is not None}
+    weights = {k: v for k, v in weights.items() if k not in ("style", "base")}
     if "bundled" in weights:
         if set(weights) != {"bundled"} or not isinstance(weights["bundled"], str):
             raise NSTError(
@@ -123,7 +155,7 @@ def _check_weights(style: str, weights: Any) -> dict[str, str]:
                 f"Style '{style}': the bundled folder must be relative to the catalogue, "
                 f"inside it (got '{weights['bundled']}')."
             )
-        return dict(weights)
+        return {**weights, **picked}
     repo_id, filename = weights.get("repo_id"), weights.get("filename", WEIGHTS_NAME)
     revision = weights.get("revision")
     if not (isinstance(repo_id, str) and REPO_ID_PATTERN.match(repo_id)):
@@ -141,7 +173,7 @@ def _check_weights(style: str, weights: Any) -> dict[str, str]:
             f"Style '{style}': a Hub entry must pin 'revision' to a 40-hex commit id "
             f"(got {revision!r}); find it with `HfApi().model_info('{repo_id}').sha`."
         )
-    return {"repo_id": repo_id, "filename": filename, "revision": revision}
+    return {"repo_id": repo_id, "filename": filename, "revision": revision, **picked}
 
 
 def entry_from_dict(data: Any, base_dir: Path) -> StyleEntry:
@@ -271,10 +303,11 @@ def add_style(
         entry["preview"] = f"previews/{style}.jpg"
     weights = entry.get("weights")
     if isinstance(weights, dict) and isinstance(weights.get("bundled"), str):
-        model_file = base_dir / weights["bundled"] / WEIGHTS_NAME
+        name = ADAPTER_WEIGHTS if weights.get("base") else WEIGHTS_NAME
+        model_file = base_dir / weights["bundled"] / name
         if not model_file.is_file():
             raise NSTError(
-                f"Style '{style}': no {WEIGHTS_NAME} in '{model_file.parent}'. Export the model "
+                f"Style '{style}': no {name} in '{model_file.parent}'. Export the model "
                 "there first (TransformerNet.save_pretrained or python -m train.export)."
             )
         actual = file_sha256(model_file)

@@ -16,7 +16,7 @@ from nst.errors import NSTError
 from nst.files import file_sha256
 from nst.hub import REPO_ID_PATTERN, WEIGHTS_NAME
 from nst.johnson import TransformerNet
-from zoo.catalogue import StyleEntry, read_catalogue
+from zoo.catalogue import StyleEntry, catalogue_path, read_catalogue
 
 _models: dict[tuple[Any, ...], TransformerNet] = {}
 _key_locks: dict[tuple[Any, ...], threading.Lock] = {}
@@ -56,11 +56,14 @@ class _Source:
     folder: Path | None = None
     repo_id: str | None = None
     revision: str = "main"
+    catalogue: Path | None = None  # the catalogue the entry is from
 
     def key(self, device: str) -> tuple[Any, ...]:
         if self.entry is not None:
+            # The weights file, not the entry: the styles of one multi-style net share it.
             e = self.entry
-            return ("style", str(e.base_dir), e.id, e.sha256, tuple(e.weights.items()), device)
+            weights = tuple(sorted((k, v) for k, v in e.weights.items() if k != "style"))
+            return ("style", str(e.base_dir), e.sha256, weights, device)
         if self.folder is not None:
             weights = self.folder / WEIGHTS_NAME
             stamp = weights.stat().st_mtime_ns if weights.exists() else 0
@@ -76,7 +79,7 @@ def _resolve(name: str | os.PathLike, catalogue: str | os.PathLike | None) -> _S
     name = name.strip()
     entries = {e.id: e for e in read_catalogue(catalogue)}
     if name in entries:
-        return _Source(f"Style '{name}'", entry=entries[name])
+        return _Source(f"Style '{name}'", entry=entries[name], catalogue=catalogue_path(catalogue))
     path = Path(name).expanduser()
     if path.exists():
         return _folder_source(path)
@@ -135,7 +138,42 @@ def _load_folder(subject: str, folder: Path, device: str) -> TransformerNet:
         raise NSTError(f"{subject}: {exc}") from exc
 
 
+def _load_adapter(
+    entry: StyleEntry, catalogue: Path | None, device: str, progress: bool
+) -> TransformerNet:
+    """The base net of an adapter entry with the adapter's style appended; both pinned
+    (the base by its own entry's sha256, the adapter by this entry's)."""
+    from nst.johnson.adapter import ADAPTER_CONFIG, ADAPTER_WEIGHTS, apply_adapter
+
+    subject = f"Style '{entry.id}'"
+    assert entry.base is not None
+    base_entry = get_style(entry.base, catalogue)
+    if base_entry.base is not None:
+        raise NSTError(f"{subject}: its base '{entry.base}' is itself an adapter.")
+    base = load(base_entry.id, device, catalogue=catalogue, progress=progress)
+    if entry.is_bundled:
+        assert entry.bundled_path is not None
+        folder = entry.bundled_path
+        weights = folder / ADAPTER_WEIGHTS
+        if not weights.is_file() or file_sha256(weights) != entry.sha256:
+            raise NSTError(f"{subject}: '{weights}' is missing or not the pinned file.")
+    else:
+        assert entry.repo_id is not None and entry.revision is not None
+        weights = hub.download_file(
+            subject, entry.repo_id, entry.filename, entry.revision, progress=progress,
+            sha256=entry.sha256,
+        )  # fmt: skip
+        hub.download_file(subject, entry.repo_id, ADAPTER_CONFIG, entry.revision, progress=False)
+        folder = weights.parent
+    try:
+        return apply_adapter(base, base_entry.sha256, folder)
+    except NSTError as exc:
+        raise NSTError(f"{subject}: {exc}") from exc
+
+
 def _load_source(source: _Source, device: str, progress: bool) -> TransformerNet:
+    if source.entry is not None and source.entry.base is not None:
+        return _load_adapter(source.entry, source.catalogue, device, progress)
     if source.entry is not None:
         return _load_from_entry(source.entry, device, progress)
     if source.folder is not None:
@@ -164,6 +202,30 @@ def load(
     """
     source = _resolve(name_or_repo_or_folder, catalogue)
     key = source.key(str(torch.device(device)))
+    net = _load_shared(source, key, device, progress)
+    row = source.entry.net_style if source.entry is not None else None
+    if row is None:
+        return net
+    return _view(net, key, row, source.label)
+
+
+def _view(net: TransformerNet, key: tuple[Any, ...], row: str, subject: str) -> TransformerNet:
+    """The one view per process of ``net`` that paints its style ``row``."""
+    if row not in net.config.style_ids:
+        raise NSTError(
+            f"{subject}: the net has no style '{row}' (it has {', '.join(net.config.style_ids)})."
+        )
+    view_key = (*key, "view", row)
+    with _registry_lock:
+        view = _models.get(view_key)
+        if view is None:
+            view = _models[view_key] = net.with_style(row)
+    return view
+
+
+def _load_shared(
+    source: _Source, key: tuple[Any, ...], device: str | torch.device, progress: bool
+) -> TransformerNet:
     with _registry_lock:
         model = _models.get(key)
         if model is not None:
@@ -203,9 +265,9 @@ def download(
             tqdm_class=tqdm_class,
         )
     if source.entry is not None:
-        _load_from_entry(source.entry, "cpu", progress)  # checks sha256 and shapes
+        _load_source(source, "cpu", progress)  # checks sha256 and shapes
         assert source.entry.bundled_path is not None
-        return source.entry.bundled_path / WEIGHTS_NAME
+        return source.entry.bundled_path / source.entry.filename
     if source.folder is not None:
         return source.folder / WEIGHTS_NAME
     assert source.repo_id is not None
@@ -231,7 +293,7 @@ def verify(catalogue: str | os.PathLike | None = None) -> list[VerifyResult]:
             problems.append(f"preview missing ({entry.preview_path})")
         if entry.is_bundled:
             assert entry.bundled_path is not None
-            weights: Path | None = entry.bundled_path / WEIGHTS_NAME
+            weights: Path | None = entry.bundled_path / entry.filename
             if not weights.is_file():
                 problems.append(f"bundled weights missing ({weights})")
                 weights = None

@@ -31,6 +31,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--model", required=True, help="model folder, .safetensors file, or zoo style name"
     )
     parser.add_argument("-o", "--output", required=True, help="where to write the result")
+    parser.add_argument(
+        "--style",
+        default=None,
+        help="a multi-style net's style (id or index; default: the model's own or its first)",
+    )
+    parser.add_argument(
+        "--blend",
+        action="append",
+        default=[],
+        metavar="STYLE:SHARE",
+        help="mix in another style of the same multi-style net, e.g. --blend the_scream:0.3 "
+        "(70 %% the model's style, 30 %% The Scream); repeatable",
+    )
     parser.add_argument("--size", type=int, default=None, help="output long side in px")
     parser.add_argument("--strength", type=float, default=1.0, help="1 = full style, 0 = the photo")
     parser.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
@@ -59,6 +72,35 @@ def parse_tile(value: str) -> int | str | None:
         return int(value) or None
     except ValueError:
         raise UsageError(f"--tile takes 'auto', 0 or a side in pixels, not '{value}'.") from None
+
+
+def parse_blend(values: list[str]) -> dict[str, float]:
+    """``["the_scream:0.3", ...]`` -> ``{"the_scream": 0.3, ...}``."""
+    shares: dict[str, float] = {}
+    for value in values:
+        style, sep, share = value.rpartition(":")
+        try:
+            shares[style] = float(share)
+        except ValueError:
+            style = ""
+        if not sep or not style:
+            raise UsageError(f"--blend takes STYLE:SHARE, e.g. the_scream:0.3, not '{value}'.")
+    return shares
+
+
+def choose_style(model: TransformerNet, style: str | None, blend: list[str]) -> TransformerNet:
+    """The model painting --style with the --blend shares mixed in (a view that shares
+    the weights); the model itself when neither is given."""
+    shares = parse_blend(blend)
+    if style is None and not shares:
+        return model
+    base: str | int | None = int(style) if style is not None and style.isdigit() else style
+    if shares and model.config.num_styles == 1:
+        raise UsageError(
+            "--blend mixes styles of one multi-style net; this model holds one style "
+            f"('{model.config.style_ids[0]}')."
+        )
+    return model.with_style(model.blend(shares, base) if shares else base)
 
 
 def resolve_model(name: str) -> TransformerNet:
@@ -150,7 +192,8 @@ def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str |
 
 def run(args: argparse.Namespace) -> int:
     tile = parse_tile(args.tile)  # a bad --tile fails before the model is loaded
-    model = resolve_model(args.model)
+    parse_blend(args.blend)  # so does a bad --blend
+    model = choose_style(resolve_model(args.model), args.style, args.blend)
     if is_video(args.content):
         return run_video(args, model, tile)
     progress, close = _progress_bar()

@@ -58,8 +58,9 @@ FORMAT_VERSION = 2
 class Engine(Protocol):
     name: str
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) float32 CPU in [0, 1] -> the stylised (B, 3, H, W), same form."""
+    def run(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, 3, H, W) float32 CPU in [0, 1] -> the stylised (B, 3, H, W), same form.
+        ``style``: a multi-style net's weights per style (S,); None for a one-style net."""
         ...
 
 
@@ -136,6 +137,7 @@ def _hash_weights(model: TransformerNet) -> str:
     header = (
         f"nst-onnx-v{FORMAT_VERSION} opset{onnx_export.OPSET} torch{torch.__version__} "
         f"width{model.config.width} blocks{model.config.residual_blocks}"
+        + (f" styles{model.config.num_styles}" if model.config.num_styles > 1 else "")
         + (" photo_skip" if model.config.photo_skip else "")
     )
     digest.update(header.encode())
@@ -197,14 +199,14 @@ class OpenVINOEngine:
         self._compiled = core.compile_model(core.read_model(data, b""), "CPU", config)
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
+    def run(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         # One infer request per concurrent caller (a request is not thread-safe), reused.
         try:
             request = self._idle.get_nowait()
         except queue.Empty:
             request = self._compiled.create_infer_request()
         try:
-            request.infer({0: _numpy(x)})
+            request.infer(_feed(x, style, by_name=False))
             out = np.array(request.get_output_tensor(0).data, copy=True)
         finally:
             self._idle.put(request)
@@ -225,9 +227,9 @@ class OnnxRuntimeEngine:
         options.log_severity_level = 3  # errors only: its warnings are about its internals
         self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
-    def run(self, x: torch.Tensor) -> torch.Tensor:
+    def run(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         # InferenceSession.run is thread-safe.
-        (out,) = self._session.run([onnx_export.OUTPUT_NAME], {onnx_export.INPUT_NAME: _numpy(x)})
+        (out,) = self._session.run([onnx_export.OUTPUT_NAME], _feed(x, style, by_name=True))
         return torch.from_numpy(out)
 
 
@@ -236,6 +238,13 @@ _CLASSES = {"openvino": OpenVINOEngine, "onnxruntime": OnnxRuntimeEngine}
 
 def _numpy(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
+
+
+def _feed(x: torch.Tensor, style: torch.Tensor | None, by_name: bool) -> dict[Any, np.ndarray]:
+    """The graph's inputs: the image, and a multi-style net's weights per style."""
+    names = [onnx_export.INPUT_NAME, onnx_export.STYLE_INPUT_NAME]
+    values = [_numpy(x)] if style is None else [_numpy(x), _numpy(style)]
+    return {(names[i] if by_name else i): v for i, v in enumerate(values)}
 
 
 _engines: OrderedDict[tuple[str, str, str, int], Engine] = OrderedDict()

@@ -11,7 +11,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from nst.johnson.model import ResidualBlock, TransformerNet, pad_to_grid
+from nst.johnson.model import (
+    ConditionalInstanceNorm2d,
+    ResidualBlock,
+    TransformerNet,
+    pad_to_grid,
+)
 
 #: Per instance-norm layer, in execution order: (mean, var), each of shape (C,).
 NormStats = list[tuple[torch.Tensor, torch.Tensor]]
@@ -54,6 +59,13 @@ class NormControl:
         return mean, var
 
 
+def affine(norm: nn.InstanceNorm2d) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """A norm layer's (gamma, beta) for the selected style (or blend) of the net."""
+    if isinstance(norm, ConditionalInstanceNorm2d):
+        return norm.style_affine()
+    return norm.weight, norm.bias
+
+
 def normalize_(
     x: torch.Tensor,
     norm: nn.InstanceNorm2d,
@@ -63,12 +75,13 @@ def normalize_(
 ) -> torch.Tensor:
     """Instance norm with the given statistics (+ ReLU) as one per-channel scale and
     shift, applied to ``x`` in place: no full-size temporaries."""
+    gamma, beta = affine(norm)
     scale = torch.rsqrt(var.to(torch.float32) + norm.eps)
-    if norm.weight is not None:
-        scale = scale * norm.weight.float()
+    if gamma is not None:
+        scale = scale * gamma.float()
     shift = -mean.to(torch.float32) * scale
-    if norm.bias is not None:
-        shift = shift + norm.bias.float()
+    if beta is not None:
+        shift = shift + beta.float()
     view = (1, -1, 1, 1)
     x = x.mul_(scale.to(x.dtype).view(view)).add_(shift.to(x.dtype).view(view))
     return x.relu_() if relu else x

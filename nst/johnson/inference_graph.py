@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nst.johnson.model import GRID, TransformerNet
+from nst.johnson.model import GRID, TransformerNet, run_with_mix
 
 #: Output phase a (row 2i + a) of a 3x3 conv on a nearest-upsampled map, as taps on the
 #: small map's rows i - 1, i, i + 1 (rows of the matrix) from the original taps (columns).
@@ -140,14 +140,19 @@ class InferenceNet(nn.Module):
         self.photo_skip = net.config.photo_skip
         self.requires_grad_(False).eval()
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+        """``style``: a multi-style net's weight per style (S,), an input of the graph, so
+        one export serves every style and blend."""
         h, w = image.shape[-2], image.shape[-1]
         # Always pad (a zero pad is a no-op): a branch would freeze at the export's size.
         pad_h, pad_w = (GRID - h % GRID) % GRID, (GRID - w % GRID) % GRID
         padded = F.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
-        x = self.residuals(self.encoder(padded))
+        if style is None:
+            x = self.residuals(self.encoder(padded))
+        else:
+            x = run_with_mix(self.residuals, run_with_mix(self.encoder, padded, style), style)
         for conv, norm in self.ups:
-            x = F.relu(norm(conv(F.pad(x, (1, 1, 1, 1), mode="replicate"))))
+            x = F.relu(norm(conv(F.pad(x, (1, 1, 1, 1), mode="replicate")), style))
         p = self.head_pad
         x = F.pad(x, (p, p, p, p), mode="reflect")
         y = F.pixel_shuffle(self.head(space_to_depth(x, 2)), 2)

@@ -32,10 +32,11 @@ from torch import nn
 
 from nst.errors import NSTError
 from nst.files import atomic_path
-from nst.johnson.model import GRID, TransformerNet
+from nst.johnson.model import GRID, TransformerNet, run_with_mix
 
 OPSET = 18
 INPUT_NAME = "image"
+STYLE_INPUT_NAME = "style"  # multi-style nets: (S,) weights, one-hot or a blend
 OUTPUT_NAME = "stylised"
 #: Smallest side the graph is exported for: padded to 8, the 1/4-scale map is 2 px,
 #: the least a 3x3 reflection padding accepts.
@@ -55,11 +56,16 @@ class ExportableNet(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def forward(self, image: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
         h, w = image.shape[-2], image.shape[-1]
         pad_h, pad_w = (GRID - h % GRID) % GRID, (GRID - w % GRID) % GRID
         x = nn.functional.pad(image, (0, pad_w, 0, pad_h), mode="reflect")
-        y = self.net.decoder(self.net.residuals(self.net.encoder(x)))
+        if style is None:
+            y = self.net.decoder(self.net.residuals(self.net.encoder(x)))
+        else:
+            net = self.net
+            y = run_with_mix(net.encoder, x, style)
+            y = run_with_mix(net.decoder, run_with_mix(net.residuals, y, style), style)
         if self.net.config.photo_skip:
             y = y + x
         return y[..., :h, :w].clamp(0, 1)
@@ -85,22 +91,30 @@ def export_bytes(model: TransformerNet, rewrite: bool = True) -> bytes:
     net = copy.deepcopy(model).to("cpu", torch.float32, memory_format=torch.contiguous_format)
     net = net.eval().requires_grad_(False)
     graph = InferenceNet(net) if rewrite else ExportableNet(net).eval()
-    example = torch.rand(1, 3, 64, 64)
-    dims = {
-        0: torch.export.Dim("batch", min=1),
-        2: torch.export.Dim("height", min=MIN_SIDE),
-        3: torch.export.Dim("width", min=MIN_SIDE),
-    }
+    example: tuple[torch.Tensor, ...] = (torch.rand(1, 3, 64, 64),)
+    dims: tuple[dict[int, torch.export.Dim] | None, ...] = (
+        {
+            0: torch.export.Dim("batch", min=1),
+            2: torch.export.Dim("height", min=MIN_SIDE),
+            3: torch.export.Dim("width", min=MIN_SIDE),
+        },
+    )
+    names = [INPUT_NAME]
+    if model.config.num_styles > 1:
+        # A multi-style net takes its style weights as a second input: one graph for all.
+        example = (*example, net.style_weights(0))
+        dims = (*dims, None)
+        names.append(STYLE_INPUT_NAME)
     with _export_lock, warnings.catch_warnings():
         # The exporter warns about its own internals (deprecations in onnxscript);
         # nothing a user of this function could act on.
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             graph,
-            (example,),
+            example,
             dynamo=True,
-            dynamic_shapes=(dims,),
-            input_names=[INPUT_NAME],
+            dynamic_shapes=dims,
+            input_names=names,
             output_names=[OUTPUT_NAME],
             opset_version=OPSET,
             optimize=True,

@@ -24,7 +24,7 @@ from nst.hardware import resolve_device
 from nst.images import ImageSource, load_image, resize_long_side, to_pil, to_tensor
 from nst.johnson import engines
 from nst.johnson.fast import NormControl, fast_forward
-from nst.johnson.model import GRID, TransformerNet, load_transformer
+from nst.johnson.model import GRID, StyleChoice, TransformerNet, bake_style, load_transformer
 from nst.johnson.tiling import Progress, tiled_forward
 from nst.precision import DTYPES, inference_precision
 
@@ -231,12 +231,24 @@ def _one_pass(run: Callable[[torch.Tensor], torch.Tensor]) -> Runner:
     return runner
 
 
-def prepare_runner(model: TransformerNet, p: Plan) -> Runner:
+def prepare_runner(model: TransformerNet, p: Plan, style: StyleChoice | None = None) -> Runner:
     """What runs images of the size ``p`` was planned for: made once, used for every
-    frame of a video (the net is placed or the engine compiled only once)."""
+    frame of a video (the net is placed or the engine compiled only once).
+
+    ``style``: which style of a multi-style net paints, or a blend of them (see
+    :data:`nst.johnson.model.StyleChoice`); None is the net's selected style (see
+    ``TransformerNet.with_style``). An engine compiles one graph for all of a net's
+    styles and blends, with the style as an input.
+    """
+    mix = model.selected_style if style is None else model.style_weights(style)
     if p.engine != "torch":
-        return _one_pass(engines.get_engine(model, p.engine, p.precision).run)
+        engine = engines.get_engine(model, p.engine, p.precision)
+        if model.config.num_styles == 1:
+            return _one_pass(engine.run)
+        return _one_pass(lambda content: engine.run(content, mix))
     net = _prepare(model, p.device, p.precision)
+    if model.config.num_styles > 1:
+        net = bake_style(net, mix)  # a one-style view: every torch path runs it as it is
 
     def run(content: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
@@ -265,6 +277,7 @@ def prepare_stylizer(
     *,
     strength: float = 1.0,
     preserve_colors: bool = False,
+    style: StyleChoice | None = None,
     **run: Any,
 ) -> Stylizer:
     """What stylises pictures of ``height`` x ``width`` as :func:`stylize` does, planned
@@ -277,7 +290,7 @@ def prepare_stylizer(
             return content
 
         return photo
-    runner = prepare_runner(model, plan(model, height, width, **run))
+    runner = prepare_runner(model, plan(model, height, width, **run), style)
 
     def stylise(content: torch.Tensor, progress: Progress | None = None) -> torch.Tensor:
         return finish(runner(content, progress), content, strength, preserve_colors)
@@ -294,11 +307,12 @@ def stylize_tensor(
     precision: str = "auto",
     engine: str | None = None,
     progress: Progress | None = None,
+    style: StyleChoice | None = None,
 ) -> torch.Tensor:
     """The network's output for a CPU (1, 3, H, W) tensor in [0, 1], tiled when needed."""
     h, w = content.shape[-2:]
     p = plan(model, h, w, device=device, tile=tile, precision=precision, engine=engine)
-    return prepare_runner(model, p)(content, progress)
+    return prepare_runner(model, p, style)(content, progress)
 
 
 def stylize(
@@ -313,8 +327,12 @@ def stylize(
     precision: str = "auto",
     engine: str | None = None,
     progress: Progress | None = None,
+    style: StyleChoice | None = None,
 ) -> Image.Image:
     """Stylise ``image`` with a transformer net and return an RGB PIL image.
+
+    ``style``: for a multi-style net, a style id or index, or a blend such as
+    ``{"starry_night": 0.7, "the_scream": 0.3}`` (None: the net's selected style).
 
     ``image``: a path, bytes, PIL image or (1, 3, H, W) tensor in [0, 1]. ``size``: the
     output's long side (None keeps the image's own size). ``strength``: 1 the full style,
@@ -333,6 +351,7 @@ def stylize(
         *content.shape[-2:],
         strength=strength,
         preserve_colors=preserve_colors,
+        style=style,
         device=device,
         tile=tile,
         precision=precision,

@@ -1,0 +1,182 @@
+"""Training multi-style nets: several paintings in one run, a painting added to a trained
+net by its own rows, and the temporal-stability terms."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nst.errors import NSTError, UsageError
+from nst.files import file_sha256
+from nst.johnson import TransformerConfig, TransformerNet, load_transformer, save_transformer
+from nst.johnson.adapter import apply_adapter, read_adapter
+from nst.johnson.model import zero_head
+from tests.test_train import TINY, make_photos, make_style
+from train import checkpoint as ckpt
+from train.__main__ import main
+from train.config import TrainConfig
+from train.loop import Stability, build_model, compute_loss
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def paintings(tmp_path: Path) -> list[Path]:
+    first = make_style(tmp_path / "stripes.png")
+    second = tmp_path / "turned.png"
+    Image.open(first).rotate(90).save(second)
+    third = tmp_path / "noise.png"
+    rng = np.random.default_rng(0)
+    Image.fromarray((rng.random((48, 48, 3)) * 255).astype(np.uint8)).save(third)
+    return [first, second, third]
+
+
+def _latest_weights(run: Path) -> TransformerNet:
+    found = ckpt.latest_checkpoint(run)
+    assert found is not None
+    return load_transformer(found.path)
+
+
+def test_one_run_trains_every_painting(tmp_path: Path, paintings: list[Path]) -> None:
+    photos = make_photos(tmp_path / "photos")
+    out = tmp_path / "run"
+    styles = [str(p) for p in paintings[:2]]
+    assert main(["--style", *styles, "--data", str(photos), "--out", str(out), *TINY]) == 0
+    export = load_transformer(out / "export")
+    assert export.config.style_ids == ["stripes", "turned"]
+    assert (out / "export/styles/stripes.jpg").is_file()
+    assert (out / "export/samples/turned").is_dir()
+    # Round robin: 4 steps, 2 styles: both rows moved away from their common start.
+    config = TrainConfig(style=styles, data=str(photos), out=str(out), width=8, residual_blocks=1)
+    start = build_model(config.finish())
+    trained = _latest_weights(out)
+    for norm, first in zip(trained.norms, start.norms, strict=True):
+        for row in (0, 1):
+            assert (norm.weight[row] - first.weight[row]).abs().max() > 1e-4
+
+
+def test_a_folder_of_paintings_is_a_multi_style_run(tmp_path: Path, paintings: list[Path]) -> None:
+    config = TrainConfig(style=str(tmp_path), data="photos", out=str(tmp_path / "run")).finish()
+    assert config.style_ids == ["noise", "stripes", "turned"]
+
+
+def test_a_one_style_net_warm_starts_every_row(tmp_path: Path, paintings: list[Path]) -> None:
+    torch.manual_seed(0)
+    source = TransformerNet(TransformerConfig(width=8, residual_blocks=1))
+    for norm in source.norms:
+        torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+    save_transformer(source, tmp_path / "source")
+    config = TrainConfig(
+        style=[str(p) for p in paintings], data="photos", out=str(tmp_path / "run"),
+        width=8, residual_blocks=1, init_from=str(tmp_path / "source"),
+    ).finish()  # fmt: skip
+    net = build_model(config)
+    assert net.config.num_styles == 3
+    for mine, theirs in zip(net.norms, source.norms, strict=True):
+        for row in range(3):
+            torch.testing.assert_close(mine.weight[row], theirs.weight)
+    torch.testing.assert_close(net.head[1].weight, source.head[1].weight)
+
+
+def test_an_added_style_trains_only_its_own_rows(tmp_path: Path, paintings: list[Path]) -> None:
+    photos = make_photos(tmp_path / "photos")
+    base = tmp_path / "base"
+    styles = [str(p) for p in paintings[:2]]
+    main(["--style", *styles, "--data", str(photos), "--out", str(base), *TINY])
+
+    added = tmp_path / "added"
+    args = ["--add-style", str(paintings[2]), "--init-from", str(base / "export"), *TINY]
+    assert main([*args, "--data", str(photos), "--out", str(added)]) == 0
+    after = _latest_weights(added)
+    assert after.config.style_ids == ["stripes", "turned", "noise"]
+    assert after.config.training["add_style_start"] in ("stripes", "turned")
+    base_export = load_transformer(base / "export")  # what --init-from read (fp16)
+    moved = False
+    for key, value in after.state_dict().items():
+        old = base_export.state_dict()[key]
+        if value.shape == old.shape:
+            torch.testing.assert_close(value, old, atol=0, rtol=0)  # frozen convolutions
+        else:
+            torch.testing.assert_close(value[:2], old, atol=0, rtol=0)  # the old rows
+            moved |= not torch.equal(value[2], old[0]) and not torch.equal(value[2], old[1])
+    assert moved  # the new row trained
+    # The export carries the new style alone as an adapter pinned to the base's file.
+    adapter = added / "export" / "adapter"
+    config, rows = read_adapter(adapter)
+    assert config["style"]["id"] == "noise" and config["base"]["styles"] == ["stripes", "turned"]
+    assert all(row.dim() == 1 for row in rows.values())
+    base_sha = file_sha256(base / "export" / "model.safetensors")
+    grown = apply_adapter(base_export, base_sha, adapter)
+    whole = load_transformer(added / "export")
+    photo = torch.rand(1, 3, 40, 48)
+    with torch.no_grad():
+        # The export holds fp16 weights, the adapter its rows in fp32: fp16 rounding apart.
+        expected = whole(photo, style="noise")
+        torch.testing.assert_close(grown(photo, style="noise"), expected, atol=5e-3, rtol=0)
+    with pytest.raises(NSTError, match="sha256"):
+        apply_adapter(base_export, "0" * 64, adapter)
+
+
+def test_add_style_needs_a_base_and_a_new_name(tmp_path: Path, paintings: list[Path]) -> None:
+    with pytest.raises(UsageError, match="--init-from"):
+        TrainConfig(add_style=str(paintings[0]), data="d", out="o").finish()
+    save_transformer(
+        TransformerNet(TransformerConfig(width=8, residual_blocks=1, style={"id": "stripes"})),
+        tmp_path / "base",
+    )
+    config = TrainConfig(
+        add_style=str(paintings[0]), init_from=str(tmp_path / "base"), data="d", out="o",
+    ).finish()  # fmt: skip
+    with pytest.raises(NSTError, match="already has a style 'stripes'"):
+        build_model(config)
+
+
+class _FixedLoss:
+    """A stand-in perceptual loss: zero, so only the stability terms remain."""
+
+    def content_targets(self, x: torch.Tensor) -> dict:
+        return {}
+
+    def __call__(self, y: torch.Tensor, targets: dict) -> tuple[torch.Tensor, dict]:
+        zero = y.sum() * 0
+        return zero, {"total": zero}
+
+
+def test_the_stability_terms_of_the_identity_net() -> None:
+    """A net that outputs its input: shifting the photo shifts the output exactly (shift
+    term 0), and the noise passes through unchanged (noise term = weight x sigma^2)."""
+    net = TransformerNet(TransformerConfig(width=8, residual_blocks=1, photo_skip=True))
+    zero_head(net)
+    net.train()
+    torch.manual_seed(0)
+    x = torch.rand(2, 3, 64, 64)
+    stability = Stability(shift_weight=1000.0, max_shift=3, noise_weight=1000.0, noise_sigma=0.02)
+    loss, parts = compute_loss(
+        net, _FixedLoss(), x, False, stability, torch.Generator().manual_seed(1)
+    )
+    assert float(parts["shift"]) < 1e-9
+    assert float(parts["noise"]) == pytest.approx(1000.0 * 0.02**2, rel=0.05)
+    assert float(loss.detach()) == pytest.approx(float(parts["noise"]) + float(parts["shift"]))
+
+
+def test_the_stability_terms_penalise_a_net_that_is_not_steady() -> None:
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, residual_blocks=1)).train()
+    x = torch.rand(2, 3, 64, 64)
+    stability = Stability(shift_weight=1000.0, noise_weight=1000.0)
+    loss, parts = compute_loss(
+        net, _FixedLoss(), x, False, stability, torch.Generator().manual_seed(1)
+    )
+    assert float(parts["shift"]) > 1e-3 and float(parts["noise"]) > 0
+    loss.backward()
+    assert net.head[1].weight.grad is not None and net.head[1].weight.grad.abs().sum() > 0
