@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/bench_live.py [--style starry_night] [--size 320]
         [--seconds 20] [--camera 640x480] [--rounds 3] [--viewers 1]
 
-Starts the app (``app.create_app`` with the bundled zoo) on a local port and plays the
+Starts the app (``webapp.create_app`` with the bundled zoo) on a local port and plays the
 browser's part of Gradio's streaming protocol over HTTP, as ``gr.Image(streaming=True)``
 does it: ``/queue/join`` opens the stream with the first frame, each later frame is
 POSTed to ``/stream/<event_id>`` once the previous result has arrived over
@@ -137,10 +137,12 @@ def drive_stream(
 
 
 def start_app(port: int):
-    import app as app_module
+    """The page as ``python app.py`` serves it (this machine's settings), on ``port``."""
+    from webapp import create_app, default_config, launch
 
-    demo = app_module.create_app()
-    app_module.launch(demo, server_port=port, prevent_thread_lock=True, quiet=True)
+    config = default_config()
+    demo = create_app(config)
+    launch(demo, config, server_port=port, prevent_thread_lock=True, quiet=True)
     return demo
 
 

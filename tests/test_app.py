@@ -26,8 +26,9 @@ import gradio as gr  # noqa: E402
 
 import app as app_module  # noqa: E402
 import zoo  # noqa: E402
-from app import AppConfig, StyleTransferDemo, create_app, launch  # noqa: E402
 from nst.johnson import TransformerConfig, TransformerNet, save_transformer, stylize  # noqa: E402
+from webapp import AppConfig, config, create_app, gpu, handlers, launch  # noqa: E402
+from webapp.handlers import Handlers  # noqa: E402
 
 gradio_client = pytest.importorskip("gradio_client")
 from gradio_client import Client, handle_file  # noqa: E402
@@ -123,11 +124,13 @@ def server(files: dict[str, Path]):
     from tests.conftest import REAL_VGG16
 
     vgg = REAL_VGG16 if REAL_VGG16.is_file() else None
-    demo = create_app(tiny_config(files["catalogue"], vgg))
+    settings = tiny_config(files["catalogue"], vgg)
+    demo = create_app(settings)
     port = _free_port()
     _, url, _ = launch(
-        demo, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True
-    )
+        demo, settings, server_name="127.0.0.1", server_port=port, prevent_thread_lock=True,
+        quiet=True,
+    )  # fmt: skip
     try:
         yield url, demo, vgg
     finally:
@@ -167,6 +170,11 @@ def _gatys_args(photo: object, **changes: object) -> dict[str, object]:
     }
     args.update(changes)
     return args
+
+
+def _image(path: str | Path) -> Image.Image:
+    """What the page's image inputs hand the handlers: an RGB PIL image."""
+    return Image.open(path).convert("RGB")
 
 
 def _pixels(path: str | Path) -> np.ndarray:
@@ -364,16 +372,16 @@ def test_gatys_without_vgg_weights_explains_and_johnson_still_works(
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     monkeypatch.delenv("NST_VGG_WEIGHTS", raising=False)
-    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
-    steps = handlers.gatys(str(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
-                           False, progress=lambda *a, **k: None)  # fmt: skip
+    page = Handlers(tiny_config(files["catalogue"], None))
+    steps = page.gatys(_image(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
+                       False, progress=lambda *a, **k: None)  # fmt: skip
     shown = []
     with pytest.raises(gr.Error) as excinfo:
         for update in steps:
             shown.append(update)
     assert "NST_VGG_WEIGHTS" in shown[-1][1]  # the column itself says how to fix it
     assert "NST_VGG_WEIGHTS" in excinfo.value.message
-    image, status = handlers.johnson(str(files["photo"]), STYLE_ID, None, 128, 1.0, False)
+    image, status = page.johnson(_image(files["photo"]), STYLE_ID, None, 128, 1.0, False)
     assert image is not None and status.startswith("**Johnson")
 
 
@@ -381,9 +389,9 @@ def test_empty_catalogue_says_so(tmp_path: Path) -> None:
     empty = tmp_path / "catalogue.json"
     empty.write_text('{"styles": []}\n')
     demo = create_app(tiny_config(empty, None))
-    handlers = StyleTransferDemo(tiny_config(empty, None))
-    assert handlers.styles == []
-    assert "No trained styles are installed" in (handlers.catalogue_message or "")
+    page = Handlers(tiny_config(empty, None))
+    assert page.styles == []
+    assert "No trained styles are installed" in (page.catalogue_message or "")
     markdown = [b for b in demo.blocks.values() if type(b).__name__ == "Markdown"]
     assert any("No trained styles are installed" in (b.value or "") for b in markdown)
 
@@ -403,11 +411,11 @@ def test_module_builds_a_default_demo() -> None:
 
 @pytest.mark.parametrize("native", [True, False])
 def test_gatys_column_is_bigger_on_cpus_with_bf16_arithmetic(monkeypatch, native) -> None:
-    monkeypatch.setattr(app_module, "_has_cuda", lambda: False)
-    monkeypatch.setattr(app_module, "native_bf16_cpu", lambda: native)
-    config = app_module.default_config()
-    assert config.gatys_size == (app_module.BF16_CPU_GATYS_SIZE if native else 384)
-    assert config.gatys_seconds == 40.0  # the same time budget either way
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(config, "native_bf16_cpu", lambda: native)
+    settings = config.default_config()
+    assert settings.gatys_size == (config.BF16_CPU_GATYS_SIZE if native else 384)
+    assert settings.gatys_seconds == 40.0  # the same time budget either way
 
 
 def test_examples_are_copied_for_offline_use(files) -> None:
@@ -445,25 +453,25 @@ def test_gpu_functions_take_picklable_cpu_arguments_and_run_on_a_cpu(
     files, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sent: list[tuple] = []
-    for name in ("_johnson_on_device", "_gatys_on_device"):
-        real = getattr(app_module, name)
+    for name in ("johnson_on_device", "gatys_on_device"):
+        real = getattr(gpu, name)
 
         def spy(*args, _real=real, **kwargs):
             sent.append(args + tuple(kwargs.values()))
             _NoTorchPickler.dumps(sent[-1])
             return _real(*args, **kwargs)
 
-        monkeypatch.setattr(app_module, name, spy)
+        monkeypatch.setattr(gpu, name, spy)
     from tests.conftest import REAL_VGG16
 
     vgg = REAL_VGG16 if REAL_VGG16.is_file() else "random"
-    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
-    handlers.config = tiny_config(files["catalogue"], None, vgg_weights=str(vgg))
-    image, status = handlers.johnson(str(files["photo"]), STYLE_ID, None, 128, 1.0, False)
+    page = Handlers(tiny_config(files["catalogue"], None))
+    page.config = tiny_config(files["catalogue"], None, vgg_weights=str(vgg))
+    image, status = page.johnson(_image(files["photo"]), STYLE_ID, None, 128, 1.0, False)
     assert image is not None and status.startswith("**Johnson")
     updates = list(
-        handlers.gatys(str(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
-                       False, progress=lambda *a, **k: None)
+        page.gatys(_image(files["photo"]), STYLE_ID, None, 64, 2, "lbfgs", "content", 1.0,
+                   False, progress=lambda *a, **k: None)
     )  # fmt: skip
     assert updates[-1][0] is not None and "2 iterations" in updates[-1][1]
     assert len(sent) == 2 and isinstance(sent[0][0], str)  # a style id, not a network
@@ -473,40 +481,40 @@ def test_gatys_gpu_time_grows_with_size_and_iterations() -> None:
     from nst.gatys import GatysConfig
 
     photo = Image.new("RGB", (400, 300))
-    small = app_module.gatys_gpu_seconds(photo, photo, GatysConfig(size=256, iterations=50), "cuda")
-    big = app_module.gatys_gpu_seconds(photo, photo, GatysConfig(size=1024, iterations=300), "cuda")
-    assert app_module.GATYS_GPU_LOAD_SECONDS < small < big <= app_module.GATYS_GPU_MAX_SECONDS
+    small = gpu.gatys_gpu_seconds(photo, photo, GatysConfig(size=256, iterations=50), "cuda")
+    big = gpu.gatys_gpu_seconds(photo, photo, GatysConfig(size=1024, iterations=300), "cuda")
+    assert gpu.GATYS_GPU_LOAD_SECONDS < small < big <= gpu.GATYS_GPU_MAX_SECONDS
 
 
 def test_an_example_row_shows_the_johnson_result(files) -> None:
-    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
-    image, status = handlers.johnson_example(str(files["photo"]), STYLE_ID)
+    page = Handlers(tiny_config(files["catalogue"], None))
+    image, status = page.johnson_example(_image(files["photo"]), STYLE_ID)
     assert Path(image).is_file() and status.startswith("**Johnson")
 
 
 def test_the_bundled_examples_are_the_default_rows() -> None:
     rows = app_module.default_config().examples
     assert len(rows) >= 4
-    assert all(Path(photo).parent == app_module.ROOT / "examples" for photo, _ in rows)
+    assert all(Path(photo).parent == config.EXAMPLES for photo, _ in rows)
     assert len({style for _, style in rows}) >= 4  # each with another style
 
 
 def test_live_frames_are_stylised_and_the_rate_is_shown(files) -> None:
     """Webcam frames: resized to the live size, stylised by the style's net, the rate shown."""
-    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None))
+    page = Handlers(tiny_config(files["catalogue"], None))
     frame = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
     meter = None
     for _ in range(3):
-        out, status, meter = handlers.live(frame, STYLE_ID, 160, meter)
+        out, status, meter = page.live(frame, STYLE_ID, 160, meter)
     assert out.shape == (120, 160, 3) and out.dtype == np.uint8
     model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
     small = Image.fromarray(frame).resize((160, 120), Image.Resampling.BILINEAR, reducing_gap=2.0)
     expected = np.asarray(stylize(model, small, size=None))
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
     assert re.search(r"Live — [\d.]+ frames/s\*\* · \d+ ms per frame", status)
-    assert handlers.live(None, STYLE_ID, 160, meter)[0] is None  # the stream's last call
+    assert page.live(None, STYLE_ID, 160, meter)[0] is None  # the stream's last call
     with pytest.raises(gr.Error, match="There is no style"):
-        handlers.live(frame, "nope", 160, None)
+        page.live(frame, "nope", 160, None)
 
 
 def test_the_live_stream_has_its_own_slot(files) -> None:
@@ -531,18 +539,18 @@ def test_gatys_starts_from_the_styles_net_within_a_time_budget(
         seen.append(config)
         yield GatysProgress(3, config.iterations, content, seconds=1.0, done=True)
 
-    monkeypatch.setattr(app_module, "_gatys_on_device", fake_run)
-    handlers = StyleTransferDemo(tiny_config(files["catalogue"], None, gatys_seconds=40.0))
+    monkeypatch.setattr(gpu, "gatys_on_device", fake_run)
+    page = Handlers(tiny_config(files["catalogue"], None, gatys_seconds=40.0))
     quiet = {"progress": lambda *a, **k: None}
-    photo = str(files["photo"])
-    last = list(handlers.gatys(photo, STYLE_ID, None, 64, 50, "lbfgs", "johnson", 1.0, False,
-                               **quiet))[-1]  # fmt: skip
+    photo = _image(files["photo"])
+    last = list(page.gatys(photo, STYLE_ID, None, 64, 50, "lbfgs", "johnson", 1.0, False,
+                           **quiet))[-1]  # fmt: skip
     assert isinstance(seen[0].init_model, TransformerNet) and seen[0].init == "johnson"
     assert seen[0].max_seconds == 40.0 and seen[0].scales == 1
     assert "3 iterations" in last[1] and "40 s budget" in last[1]
-    painting = str(files["painting"])
-    list(handlers.gatys(photo, STYLE_ID, painting, 64, 50, "lbfgs", "johnson", 1.0, False,
-                        **quiet))  # fmt: skip
-    assert seen[1].init == app_module.NO_NET_INIT and seen[1].init_model is None
-    list(handlers.gatys(photo, STYLE_ID, None, 64, 50, "lbfgs", "content", 1.0, False, **quiet))
+    painting = _image(files["painting"])
+    list(page.gatys(photo, STYLE_ID, painting, 64, 50, "lbfgs", "johnson", 1.0, False,
+                    **quiet))  # fmt: skip
+    assert seen[1].init == handlers.NO_NET_INIT and seen[1].init_model is None
+    list(page.gatys(photo, STYLE_ID, None, 64, 50, "lbfgs", "content", 1.0, False, **quiet))
     assert seen[2].init == "content" and seen[2].init_model is None

@@ -50,8 +50,8 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory: pytest.TempPathFactory):
-    from app import create_app, launch
     from tests.conftest import CONTENT_DIR, REAL_VGG16, STYLE_DIR
+    from webapp import create_app, launch
 
     tmp = tmp_path_factory.mktemp("browser")
     painting = STYLE_DIR / "starry_night.jpg"
@@ -69,6 +69,7 @@ def page_url(tmp_path_factory: pytest.TempPathFactory):
     demo = create_app(config)
     _, url, _ = launch(
         demo,
+        config,
         server_name="127.0.0.1",
         server_port=_free_port(),
         prevent_thread_lock=True,

@@ -3,7 +3,8 @@
 - ``pip install .`` gives an ``nst`` command that works from any folder;
 - the Space: a clean copy of the repository (``git archive``), only ``requirements.txt``,
   ``HF_HUB_OFFLINE=1`` and no ../shared: the app starts, shows its examples, ``/johnson``
-  returns an image for a bundled style and ``/gatys`` says how to provide the VGG weights.
+  returns an image for a bundled style and ``/gatys`` says how to provide the VGG weights;
+  with the package installed there too, ``nst app`` finds the app from any folder.
 
 Both skip where the repository is not a git checkout or the package index is unreachable.
 """
@@ -122,6 +123,14 @@ def test_the_space_starts_from_a_clean_copy_with_requirements_only(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
+    # The same venv has the app's dependencies: the installed package serves it too.
+    _run([str(python), "-m", "pip", "install", "--quiet", "--no-deps", str(space)],
+         env=_clean_env())  # fmt: skip
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    usage = _run([str(tmp_path / "venv" / "bin" / "nst"), "app", "--help"], cwd=elsewhere,
+                 env=_clean_env())  # fmt: skip
+    assert "--port" in usage.stdout and "Traceback" not in usage.stderr
 
 
 def _wait_for(url: str, server: subprocess.Popen, seconds: float = 300) -> None:
