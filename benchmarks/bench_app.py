@@ -101,7 +101,7 @@ def append_seconds(path: Path, seconds: float) -> None:
 def app_config(catalogue: Path, concurrency: int | None):
     from dataclasses import replace
 
-    from app import default_config
+    from webapp import default_config
 
     config = default_config(catalogue)
     return replace(config, johnson_concurrency=concurrency) if concurrency else config
@@ -109,13 +109,12 @@ def app_config(catalogue: Path, concurrency: int | None):
 
 def serve(args: argparse.Namespace) -> int:
     """The server process: the app as ``python app.py`` runs it, timing each model call."""
-    import app as app_module
-    from app import create_app, launch
+    from webapp import create_app, gpu, launch
 
     times = Path(args.times)
-    app_module.stylize = timed(app_module.stylize, lambda t: append_seconds(times, t))
+    gpu.stylize = timed(gpu.stylize, lambda t: append_seconds(times, t))  # the Johnson call
     config = app_config(Path(args.serve), args.concurrency)
-    launch(create_app(config), server_name="127.0.0.1", server_port=args.port, quiet=True)
+    launch(create_app(config), config, server_name="127.0.0.1", server_port=args.port, quiet=True)
     return 0
 
 
@@ -130,12 +129,14 @@ def free_port() -> int:
 def start_server(args, catalogue: Path, times: Path):
     """(url, stop) for a server in its own process, or in this one."""
     if args.server == "inprocess":
-        import app as app_module
-        from app import create_app, launch
+        from webapp import create_app, gpu, launch
 
-        app_module.stylize = timed(app_module.stylize, lambda t: times.open("a").write(f"{t}\n"))
-        demo = create_app(app_config(catalogue, args.concurrency))
-        _, url, _ = launch(demo, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True)
+        gpu.stylize = timed(gpu.stylize, lambda t: append_seconds(times, t))
+        config = app_config(catalogue, args.concurrency)
+        demo = create_app(config)
+        _, url, _ = launch(
+            demo, config, server_name="127.0.0.1", prevent_thread_lock=True, quiet=True
+        )
         return url, demo.close
     import subprocess
 
