@@ -224,6 +224,20 @@ def test_johnson_strength_and_colours_reach_the_model(
     assert np.abs(got - full).mean() > 1  # the options changed the picture
 
 
+def test_api_callers_may_leave_out_everything_but_the_photo(client: Client, files) -> None:
+    """MCP clients too: a tool's schema requires only what has no default (no style image)."""
+    image, status = client.predict(
+        photo=handle_file(files["photo"]), style=STYLE_ID, api_name="/johnson"
+    )
+    assert max(_pixels(image).shape[:2]) == 256  # the page's default size
+    assert status.startswith("**Johnson")
+    api = client.view_api(print_info=False, return_format="dict")
+    for name in ("/johnson", "/gatys"):
+        params = api["named_endpoints"][name]["parameters"]
+        required = [p["parameter_name"] for p in params if not p["parameter_has_default"]]
+        assert required == ["photo"]
+
+
 def test_gatys_endpoint_streams_and_finishes(server, client: Client, files) -> None:
     if server[2] is None:
         pytest.skip("real VGG16 weights absent (../shared): Gatys needs a loss network")

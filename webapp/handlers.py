@@ -166,10 +166,11 @@ class Handlers:
         self,
         photo: Image.Image | None,
         style: str | None,
-        style_image: Image.Image | None,
-        size: int,
-        strength: float,
-        preserve_colors: bool,
+        # The defaults make the API's (and MCP's) callers free to leave these out.
+        style_image: Image.Image | None = None,
+        size: int | None = None,
+        strength: float = 1.0,
+        preserve_colors: bool = False,
     ) -> tuple[str | None, str]:
         """Stylise a photo with a style's trained Johnson network (one fast pass).
 
@@ -177,7 +178,8 @@ class Handlers:
             photo: the photo to stylise (an image file or URL).
             style: a style id of the zoo, e.g. "starry_night" (see the style dropdown).
             style_image: leave empty; an uploaded painting has no trained network.
-            size: the output's long side in pixels (64 to the app's maximum).
+            size: the output's long side in pixels (64 to the app's maximum; default: the
+                page's).
             strength: 1 for the full style, 0 for the photo itself.
             preserve_colors: keep the photo's colours and take the style's luminance.
 
@@ -185,6 +187,7 @@ class Handlers:
             The stylised image (PNG) and a status line with the time it took.
         """
         content = _require(photo)
+        size = self.config.johnson_size if size is None else size
         if style_image is not None:
             return None, NO_NET_FOR_UPLOAD
         entry = self.style_entry(style)
@@ -202,7 +205,7 @@ class Handlers:
         self, photo: Image.Image | None, style: str | None
     ) -> tuple[str | None, str]:
         """An example row (photo, style) at the page's default Johnson settings."""
-        return self.johnson(photo, style, None, self.config.johnson_size, 1.0, False)
+        return self.johnson(photo, style)
 
     # ------------------------------------------------------------ Gatys
 
@@ -239,13 +242,14 @@ class Handlers:
         self,
         photo: Image.Image | None,
         style: str | None,
-        style_image: Image.Image | None,
-        size: int,
-        iterations: int,
-        optimizer: str,
-        init: str,
-        strength: float,
-        preserve_colors: bool,
+        # The defaults make the API's (and MCP's) callers free to leave these out.
+        style_image: Image.Image | None = None,
+        size: int | None = None,
+        iterations: int | None = None,
+        optimizer: str = "lbfgs",
+        init: str | None = None,
+        strength: float = 1.0,
+        preserve_colors: bool = False,
         # track_tqdm: a first VGG download (huggingface_hub's tqdm bar) shows in the column
         progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 - gradio injects it
     ) -> Iterator[tuple[str | None, str]]:
@@ -255,13 +259,14 @@ class Handlers:
             photo: the photo to stylise (an image file or URL).
             style: a style id of the zoo whose painting to match (ignored with style_image).
             style_image: any painting to match instead of a zoo style.
-            size: the output's long side in pixels.
-            iterations: optimisation steps (loss evaluations); more is slower and closer.
+            size: the output's long side in pixels (default: the page's).
+            iterations: optimisation steps (loss evaluations); more is slower and closer
+                (default: the page's).
             optimizer: "lbfgs" (the paper's) or "adam".
             init: where the optimisation starts: "johnson" (the style's trained network's
                 output; an uploaded painting has none and starts "color-matched"),
                 "content" (the photo), "color-matched" (the photo in the painting's
-                colours) or "noise" (white noise).
+                colours) or "noise" (white noise); default: the page's.
             strength: 1 for the full result, 0 for the photo itself.
             preserve_colors: keep the photo's colours and take the style's luminance.
 
@@ -269,6 +274,9 @@ class Handlers:
             The image as it improves (streamed), then the final PNG, with a status line.
         """
         content = _require(photo)
+        size = self.config.gatys_size if size is None else size
+        iterations = self.config.gatys_iterations if iterations is None else iterations
+        init = init or self.config.gatys_init
         init_model = None
         if style_image is not None:
             painting, title = style_image, UPLOADED_STYLE

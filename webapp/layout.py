@@ -194,8 +194,8 @@ def mcp_available() -> bool:
 def launch(demo: gr.Blocks, config: AppConfig | None = None, **options: Any) -> Any:
     """``demo.launch`` with the server settings of ``config`` (the upload limit, the temp
     folder's sweep) and the app's own: no server-side rendering, and an MCP server where
-    Gradio's extra is installed (agents then call /johnson and /gatys as tools, described
-    by their docstrings). ``options`` go to ``demo.launch`` as they are and win."""
+    Gradio's extra is installed (MCP clients then call /johnson and /gatys as tools,
+    described by their docstrings). ``options`` go to ``demo.launch`` as they are and win."""
     config = config or AppConfig()
     settings: dict[str, Any] = {
         "max_file_size": config.max_file_size,
