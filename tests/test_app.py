@@ -355,6 +355,47 @@ def test_missing_photo_and_bad_options(client: Client, files) -> None:
     assert "Optimiser must be one of lbfgs, adam" in _error_message(excinfo)
 
 
+def _png_header(width: int, height: int) -> bytes:
+    """A PNG that declares ``width`` x ``height`` pixels and holds none of them."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", b"") + chunk(b"IEND", b"")
+
+
+def test_image_inputs_read_files_and_inline_data_and_refuse_with_the_visitors_name(
+    files, tmp_path: Path
+) -> None:
+    """What the photo input hands a handler, and what it refuses before any decoding."""
+    import base64
+
+    from gradio.data_classes import ImageData
+
+    from webapp.components import ImageInput
+
+    photo = ImageInput(type="pil", label="Photo")
+    rgba = tmp_path / "upload.png"
+    Image.new("RGBA", (40, 30), (255, 0, 0, 0)).save(rgba)
+    image = photo.preprocess(ImageData(path=str(rgba), orig_name="mine.png"))
+    assert image.mode == "RGB" and image.size == (40, 30)
+    inline = "data:image/png;base64," + base64.b64encode(rgba.read_bytes()).decode()
+    assert photo.preprocess(ImageData(url=inline)).size == (40, 30)
+    bomb = tmp_path / "x.png"
+    bomb.write_bytes(_png_header(9000, 9000))  # 81 MP: over the app's limit
+    with pytest.raises(gr.Error) as excinfo:
+        photo.preprocess(ImageData(path=str(bomb), orig_name="huge.png"))
+    message = excinfo.value.message
+    assert message.startswith("The photo could not be used. 'huge.png' is 9000 x 9000 pixels")
+    assert str(tmp_path) not in message  # the visitor's name, never the server's path
+    with pytest.raises(gr.Error, match="not an image that can be read"):
+        photo.preprocess(ImageData(url="data:image/png;base64,bm90IGFuIGltYWdl"))
+
+
 def test_uploaded_style_has_no_johnson_model(client: Client, files) -> None:
     args = _johnson_args(handle_file(files["photo"]), style_image=handle_file(files["painting"]))
     image, status = client.predict(**args, api_name="/johnson")

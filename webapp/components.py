@@ -19,6 +19,7 @@ from typing import Any
 
 import gradio as gr
 from gradio.data_classes import ImageData
+from gradio.image_utils import decode_base64_to_image
 from PIL import Image
 
 from nst.errors import NSTError
@@ -27,9 +28,10 @@ from webapp.errors import refuse
 
 
 class ImageInput(gr.Image):
-    """``gr.Image(type="pil")`` read by :func:`nst.images.load_image`: the pixel count is
-    checked from the header before decoding (so a decompression bomb never allocates), the
-    EXIF orientation applied, any mode made RGB. The handler gets an upright RGB image."""
+    """``gr.Image`` read by :func:`nst.images.load_image`, whatever its ``type``: the pixel
+    count is checked from the header before decoding (so a decompression bomb never
+    allocates), the EXIF orientation applied, any mode made RGB. The handler gets an upright
+    RGB PIL image."""
 
     is_template = True
 
@@ -41,8 +43,8 @@ class ImageInput(gr.Image):
             if payload.path:  # an upload, already in Gradio's temp folder
                 name = payload.orig_name or Path(payload.path).name
                 return load_image(payload.path, name=name)
-            # A data: URL (pasted, or sent inline by an API caller), decoded by Gradio.
-            return load_image(super().preprocess(payload), name="the image sent")
+            # A data: URL (sent inline by an API caller), opened by Gradio's decoder.
+            return load_image(decode_base64_to_image(payload.url or ""), name="the image sent")
         except NSTError as exc:
             raise refuse(f"{what} {exc}") from exc
         except (OSError, ValueError, Image.DecompressionBombError) as exc:

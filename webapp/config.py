@@ -29,9 +29,9 @@ class AppConfig:
     catalogue: Path | None = None  # a zoo catalogue.json; None = the zoo's own
     device: str = "cpu"
     johnson_size: int = 1024  # default output long side (px) of the Johnson column
-    # CPU defaults: a finished 384 px picture soon after pressing Stylise on a 2-core CPU
-    # (timed by docs/app_gatys/study.py; the README's app section): one scale, and the run
-    # ends at gatys_seconds with the picture as it is then, whatever the iterations say.
+    # CPU defaults, for a finished 384 px picture within 45 s of pressing Stylise on a 2-core
+    # CPU (docs/app_gatys/ measures it): one scale, and the run ends at gatys_seconds with
+    # the picture as it is then, whatever the iterations say.
     gatys_size: int = 384  # default output long side (px) of the Gatys column
     gatys_iterations: int = 200  # default iterations (loss evaluations), an upper bound
     gatys_seconds: float | None = 40.0  # time budget of one Gatys run; None = no limit

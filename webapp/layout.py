@@ -40,8 +40,8 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         with gr.Row():
             with gr.Column(scale=1):
                 photo = ImageInput(
-                    label="Photo", sources=["upload", "webcam", "clipboard"], height=320,
-                    elem_id="photo",
+                    type="pil", label="Photo", sources=["upload", "webcam", "clipboard"],
+                    height=320, elem_id="photo",
                 )  # fmt: skip
             with gr.Column(scale=1):
                 gr.Markdown(handlers.catalogue_message or "", visible=not styles)
@@ -59,7 +59,8 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                     allow_custom_value=True, elem_id="style",
                 )  # fmt: skip
                 style_image = ImageInput(
-                    label="Style image", placeholder="…or upload your own painting (Gatys only)",
+                    type="pil", label="Style image",
+                    placeholder="…or upload your own painting (Gatys only)",
                     sources=["upload", "clipboard"], height=140, elem_id="style-image",
                 )  # fmt: skip
         # A gallery painting replaces an uploaded style image.
