@@ -92,7 +92,7 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
 
         with gr.Row():
             run = gr.Button("Stylise", variant="primary", elem_id="run")
-            # Johnson alone: a second or so, with no wait for the single Gatys slot.
+            # Johnson alone, without waiting for the single Gatys slot.
             run_johnson = gr.Button("Johnson only", elem_id="run-johnson")
             stop = gr.Button("Stop Gatys", variant="stop", elem_id="stop")
         with gr.Row(equal_height=True):
