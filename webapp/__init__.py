@@ -12,6 +12,7 @@ the top only builds the demo and launches it, as a Hugging Face Space runs it.
 - ``gpu``: the ZeroGPU ``@spaces.GPU`` wrappers around the GPU work.
 - ``config``: the settings (``AppConfig``) and this machine's defaults.
 - ``errors``: a refused request is a message on the page and one line in the log.
+- ``tempfolder``: Gradio's temp folder (uploads, results) kept to the last hour.
 """
 
 # ``spaces`` must come before torch: on ZeroGPU it patches CUDA initialisation. Elsewhere
