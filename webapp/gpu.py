@@ -35,9 +35,17 @@ def johnson_on_device(
     strength: float,
     preserve_colors: bool,
     device: str,
+    blend_style: str | None = None,
+    blend: float = 0.0,
 ) -> Image.Image:
-    """One Johnson pass of the style's network over ``content`` on ``device``."""
-    model = zoo.load(style_id, device=device, catalogue=catalogue, progress=False)
+    """One Johnson pass of the style's network over ``content`` on ``device``; with
+    ``blend_style``, of the blend that gives it ``blend`` of the mix (both styles of one
+    multi-style network)."""
+    if blend_style and blend > 0:
+        shares = {style_id: 1.0 - blend, blend_style: blend}
+        model = zoo.load_blend(shares, device=device, catalogue=catalogue, progress=False)
+    else:
+        model = zoo.load(style_id, device=device, catalogue=catalogue, progress=False)
     return stylize(
         model, content, size=size, strength=strength, preserve_colors=preserve_colors,
         device=device,
@@ -45,10 +53,13 @@ def johnson_on_device(
 
 
 def gatys_gpu_seconds(
-    content: Image.Image, painting: Image.Image, config: GatysConfig, device: str
+    content: Image.Image,
+    painting: Image.Image | list[Image.Image],
+    config: GatysConfig,
+    device: str,
 ) -> int:
     """The GPU time a Gatys run asks ZeroGPU for: its size times its iterations."""
-    del painting, device  # the style image's size barely matters
+    del painting, device  # the style images' size barely matters
     aspect = min(content.size) / max(content.size)
     megapixels = config.size * config.size * aspect / 1e6
     seconds = GATYS_GPU_LOAD_SECONDS + config.iterations * megapixels * (
@@ -59,10 +70,15 @@ def gatys_gpu_seconds(
 
 @spaces.GPU(duration=gatys_gpu_seconds)
 def gatys_on_device(
-    content: Image.Image, painting: Image.Image, config: GatysConfig, device: str
+    content: Image.Image,
+    painting: Image.Image | list[Image.Image],
+    config: GatysConfig,
+    device: str,
 ) -> Iterator[GatysProgress]:
-    """Gatys' optimisation on ``device``, one progress report at a time."""
-    yield from gatys_steps(content, [painting], config, device=device)
+    """Gatys' optimisation on ``device``, one progress report at a time; ``painting`` may
+    be several, mixed by ``config.style_blend``."""
+    paintings = painting if isinstance(painting, list) else [painting]
+    yield from gatys_steps(content, paintings, config, device=device)
 
 
 def live_device(device: str) -> str:

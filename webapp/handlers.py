@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -171,6 +171,8 @@ class Handlers:
         size: int | None = None,
         strength: float = 1.0,
         preserve_colors: bool = False,
+        blend_style: str | None = None,
+        blend: float = 0.5,
     ) -> tuple[str | None, str]:
         """Stylise a photo with a style's trained Johnson network (one fast pass).
 
@@ -182,6 +184,9 @@ class Handlers:
                 page's).
             strength: 1 for the full style, 0 for the photo itself.
             preserve_colors: keep the photo's colours and take the style's luminance.
+            blend_style: a second style of the same multi-style network to mix in
+                (empty: none).
+            blend: the second style's share of the mix, 0 to 1.
 
         Returns:
             The stylised image (PNG) and a status line with the time it took.
@@ -191,15 +196,33 @@ class Handlers:
         if style_image is not None:
             return None, NO_NET_FOR_UPLOAD
         entry = self.style_entry(style)
+        other = self.style_entry(blend_style) if blend_style and blend > 0 else None
         start = time.perf_counter()
         self.trained_model(entry)
+        if other is not None:
+            self.blended_model(entry, other, blend)
         result = gpu.johnson_on_device(
             entry.id, self.catalogue, content, size, strength, preserve_colors,
-            self.config.device,
+            self.config.device, other.id if other else None, blend,
         )  # fmt: skip
         took = time.perf_counter() - start
-        status = f"**Johnson — {_seconds(took)}** · {entry.title}"
+        title = entry.title if other is None else _blend_title(entry, other, blend)
+        status = f"**Johnson — {_seconds(took)}** · {title}"
         return save_result(result, f"johnson_{entry.id}.png"), status
+
+    def blended_model(self, entry: StyleEntry, other: StyleEntry, blend: float) -> None:
+        """Check, before any GPU is asked for, that the two styles blend: both rows of one
+        multi-style network."""
+        try:
+            zoo.load_blend(
+                {entry.id: 1.0 - blend, other.id: blend}, catalogue=self.config.catalogue,
+                progress=False,
+            )  # fmt: skip
+        except NSTError as exc:
+            raise refuse(
+                f"{entry.title} and {other.title} do not blend in one Johnson network: "
+                f"{exc} Gatys (right) blends any two paintings."
+            ) from exc
 
     def johnson_example(
         self, photo: Image.Image | None, style: str | None
@@ -250,6 +273,8 @@ class Handlers:
         init: str | None = None,
         strength: float = 1.0,
         preserve_colors: bool = False,
+        blend_style: str | None = None,
+        blend: float = 0.5,
         # track_tqdm: a first VGG download (huggingface_hub's tqdm bar) shows in the column
         progress: gr.Progress = gr.Progress(track_tqdm=True),  # noqa: B008 - gradio injects it
     ) -> Iterator[tuple[str | None, str]]:
@@ -269,6 +294,8 @@ class Handlers:
                 colours) or "noise" (white noise); default: the page's.
             strength: 1 for the full result, 0 for the photo itself.
             preserve_colors: keep the photo's colours and take the style's luminance.
+            blend_style: a second zoo style whose painting to mix in (empty: none).
+            blend: the second painting's share of the style targets, 0 to 1.
 
         Returns:
             The image as it improves (streamed), then the final PNG, with a status line.
@@ -286,14 +313,20 @@ class Handlers:
             painting, title = load_image(entry.preview_path), entry.title
             if init == "johnson":
                 init_model = self.trained_model(entry)
+        paintings, shares = [painting], None
+        if blend_style and blend > 0:
+            other = self.style_entry(blend_style)
+            paintings, shares = [painting, load_image(other.preview_path)], [1 - blend, blend]
+            title = f"{title} {1 - blend:.0%} + {other.title} {blend:.0%}"
         progress(0, desc="Gatys: loading VGG")
         yield None, f"Gatys — starting ({iterations} iterations, {size} px) · {title}"
         try:
             config = self.gatys_config(
                 size, iterations, optimizer, init, preserve_colors, strength, init_model
             )
+            config = replace(config, style_blend=shares)
             shown = 0.0
-            for step in gpu.gatys_on_device(content, painting, config, self.config.device):
+            for step in gpu.gatys_on_device(content, paintings, config, self.config.device):
                 if not step.done and time.monotonic() - shown < PREVIEW_SECONDS:
                     continue
                 shown = time.monotonic()
@@ -335,6 +368,10 @@ class Handlers:
         result = frame_pixels(out)
         meter.tick(time.perf_counter() - start)
         return result, meter.status(), meter
+
+
+def _blend_title(entry: StyleEntry, other: StyleEntry, blend: float) -> str:
+    return f"{entry.title} {1 - blend:.0%} + {other.title} {blend:.0%}"
 
 
 def _gatys_label(step: GatysProgress, config: GatysConfig) -> str:

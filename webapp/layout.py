@@ -9,13 +9,16 @@ slow Gatys run never starves the fast Johnson one and webcam viewers hold up nei
 from __future__ import annotations
 
 import importlib.util
+import threading
 from typing import Any
 
 import gradio as gr
+from PIL import Image
 
 from nst.gatys import OPTIMIZERS
+from webapp import gpu
 from webapp.components import Choice, ImageInput, Setting
-from webapp.config import AppConfig, default_config
+from webapp.config import AppConfig, default_config, installed_styles
 from webapp.handlers import INITS, Handlers, before_after
 from webapp.tempfolder import swept
 
@@ -58,6 +61,18 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                     value=styles[0].id if styles else None, label="Style",
                     allow_custom_value=True, elem_id="style",
                 )  # fmt: skip
+                with gr.Row():
+                    # Johnson blends the rows of one multi-style network; Gatys mixes the
+                    # two paintings' Gram targets, so it blends any two styles.
+                    blend_style = gr.Dropdown(
+                        choices=[("none", ""), *((s.title, s.id) for s in styles)], value="",
+                        label="Blend with", allow_custom_value=True, elem_id="blend-style",
+                        info="a second style (Johnson: of the same multi-style network)",
+                    )  # fmt: skip
+                    blend = Setting(
+                        0.0, 1.0, value=0.5, step=0.05, label="Blend share",
+                        info="the second style's share", elem_id="blend",
+                    )  # fmt: skip
                 style_image = ImageInput(
                     type="pil", label="Style image",
                     placeholder="…or upload your own painting (Gatys only)",
@@ -118,7 +133,8 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         johnson = gr.on(
             [run.click, run_johnson.click],
             handlers.johnson,
-            inputs=[photo, style, style_image, johnson_size, strength, preserve_colors],
+            inputs=[photo, style, style_image, johnson_size, strength, preserve_colors,
+                    blend_style, blend],
             outputs=[johnson_out, johnson_status],
             api_name="johnson",
             concurrency_id="johnson",
@@ -129,7 +145,7 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         gatys = run.click(
             handlers.gatys,
             inputs=[photo, style, style_image, gatys_size, iterations, optimizer, init,
-                    strength, preserve_colors],
+                    strength, preserve_colors, blend_style, blend],
             outputs=[gatys_out, gatys_status],
             api_name="gatys",
             concurrency_id="gatys",
@@ -187,6 +203,29 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
     return demo
 
 
+def warm_up(config: AppConfig) -> threading.Thread | None:
+    """Run the default style once in the background as the server starts, on the CPU: its
+    engine is exported and compiled then (seconds), not in the first visitor's request. A
+    request that comes sooner waits for the same compilation, never runs a second one."""
+    styles, _ = installed_styles(config.catalogue)
+    if config.device != "cpu" or not styles:
+        return None
+    photo = Image.new("RGB", (320, 240), (128, 128, 128))
+
+    def run() -> None:
+        try:
+            gpu.johnson_on_device(
+                styles[0].id, str(config.catalogue) if config.catalogue else None, photo,
+                config.johnson_size, 1.0, False, config.device,
+            )  # fmt: skip
+        except Exception as exc:  # the first request will say what is wrong, in the page
+            print(f"warm-up of '{styles[0].id}' failed: {exc}")
+
+    thread = threading.Thread(target=run, name="nst-warm-up", daemon=True)
+    thread.start()
+    return thread
+
+
 def mcp_available() -> bool:
     """Whether Gradio's MCP extra is installed (``pip install "gradio[mcp]"``)."""
     return importlib.util.find_spec("mcp") is not None
@@ -198,6 +237,7 @@ def launch(demo: gr.Blocks, config: AppConfig | None = None, **options: Any) -> 
     Gradio's extra is installed (MCP clients then call /johnson and /gatys as tools,
     described by their docstrings). ``options`` go to ``demo.launch`` as they are and win."""
     config = config or AppConfig()
+    warm_up(config)
     settings: dict[str, Any] = {
         "max_file_size": config.max_file_size,
         "app_kwargs": {"lifespan": swept(config.sweep_every, config.temp_age)},

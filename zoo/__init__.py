@@ -9,10 +9,13 @@ next call, from any thread, gets the same network without touching disk or netwo
 Also accepted: ``"user/name"`` or ``"user/name@revision"`` (any Hub repo holding
 ``model.safetensors`` + ``config.json``, the layout ``TransformerNet.save_pretrained`` and
 ``push_to_hub`` write) and a local folder with those two files.
+
+The styles of one multi-style net are listed one by one and share one network;
+``zoo.load_blend({"a": 0.7, "b": 0.3})`` paints a blend of them.
 """
 
 from zoo.catalogue import StyleEntry, add_style
-from zoo.loader import clear_cache, download, get_style, list_styles, load, verify
+from zoo.loader import clear_cache, download, get_style, list_styles, load, load_blend, verify
 
 __all__ = [
     "StyleEntry",
@@ -22,5 +25,6 @@ __all__ = [
     "get_style",
     "list_styles",
     "load",
+    "load_blend",
     "verify",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -207,6 +208,36 @@ def load(
     if row is None:
         return net
     return _view(net, key, row, source.label)
+
+
+def load_blend(
+    shares: Mapping[str, float],
+    device: str | torch.device = "cpu",
+    *,
+    catalogue: str | os.PathLike | None = None,
+    progress: bool = True,
+) -> TransformerNet:
+    """A net that paints a blend of catalogue styles, e.g. ``{"starry_night": 0.7,
+    "the_scream": 0.3}``: a view of the one multi-style net they all belong to (the
+    convex combination of their rows). Styles of separate nets cannot be blended."""
+    if not shares:
+        raise NSTError("A blend needs at least one style.")
+    sources = [_resolve(style_id, catalogue) for style_id in shares]
+    if any(s.entry is None or s.entry.net_style is None for s in sources):
+        raise NSTError(
+            "Only styles of one multi-style network blend; "
+            f"{', '.join(repr(k) for k in shares)} are not all such styles (`python -m zoo "
+            "info ID` names a style's network)."
+        )
+    keys = {s.key(str(torch.device(device))) for s in sources}
+    if len(keys) > 1:
+        raise NSTError(
+            f"{', '.join(repr(k) for k in shares)} belong to different networks; only styles "
+            "of one multi-style network blend."
+        )
+    net = load(next(iter(shares)), device, catalogue=catalogue, progress=progress)
+    rows = {s.entry.net_style: float(w) for s, w in zip(sources, shares.values(), strict=True)}
+    return net.with_style(rows)
 
 
 def _view(net: TransformerNet, key: tuple[Any, ...], row: str, subject: str) -> TransformerNet:
