@@ -180,3 +180,26 @@ def test_the_stability_terms_penalise_a_net_that_is_not_steady() -> None:
     assert float(parts["shift"]) > 1e-3 and float(parts["noise"]) > 0
     loss.backward()
     assert net.head[1].weight.grad is not None and net.head[1].weight.grad.abs().sum() > 0
+
+
+def test_a_multi_style_net_warm_starts_a_run_with_more_paintings(
+    tmp_path: Path, paintings: list[Path]
+) -> None:
+    """Rows of the same painting carry over; a painting the source lacks starts from the
+    mean of its rows."""
+    torch.manual_seed(0)
+    styles = [{"id": "stripes"}, {"id": "turned"}]
+    config = TransformerConfig(width=8, residual_blocks=1, styles=styles)
+    source = TransformerNet(config)
+    for norm in source.norms:
+        torch.nn.init.normal_(norm.weight, 1.0, 0.3)
+    save_transformer(source, tmp_path / "source")
+    run = TrainConfig(
+        style=[str(p) for p in paintings], data="photos", out=str(tmp_path / "run"),
+        width=8, residual_blocks=1, init_from=str(tmp_path / "source"),
+    ).finish()  # fmt: skip
+    net = build_model(run)
+    assert net.config.style_ids == ["stripes", "turned", "noise"]
+    for mine, theirs in zip(net.norms, source.norms, strict=True):
+        torch.testing.assert_close(mine.weight[:2], theirs.weight)
+        torch.testing.assert_close(mine.weight[2], theirs.weight.mean(0))

@@ -118,22 +118,27 @@ def build_model(config: TrainConfig, losses: list[PerceptualLoss] | None = None)
     model = TransformerNet(net_config)
     if config.init_from:
         source = load_transformer(config.init_from)
-        if source.config.num_styles not in (1, model.config.num_styles):
-            raise NSTError(
-                f"--init-from '{config.init_from}' holds {source.config.num_styles} styles and "
-                f"this run trains {model.config.num_styles}: start from a one-style net, or a "
-                "net of the same styles (or add a painting to it with --add-style)."
-            )
-        rows = [0] * model.config.num_styles if source.config.num_styles == 1 else None
-        _initialise_from(model, source, config.init_from, rows)
+        _initialise_from(model, source, config.init_from, _start_rows(source, model))
         model.config.training["warm_start"] = warm_start_record(source.config.training)
         if source.config.width != model.config.width:
             model.config.training["warm_start"]["widened_from"] = source.config.width
     return model
 
 
+def _start_rows(source: TransformerNet, model: TransformerNet) -> list[int | None] | None:
+    """Which of ``source``'s style rows each of ``model``'s styles starts from: the one
+    style of a plain net for all; in a multi-style net the row of the same id, and the
+    mean of its rows for a painting it lacks (None: the same styles in the same order)."""
+    mine, theirs = model.config.style_ids, source.config.style_ids
+    if source.config.num_styles == 1:
+        return [0] * len(mine)
+    if mine == theirs:
+        return None
+    return [theirs.index(i) if i in theirs else None for i in mine]
+
+
 def _initialise_from(
-    model: TransformerNet, source: TransformerNet, path: str, rows: list[int] | None = None
+    model: TransformerNet, source: TransformerNet, path: str, rows: list[int | None] | None = None
 ) -> None:
     """Copy the weights of a trained network of the same shape (warm start), or widen a
     narrower one into this run's width (train.widen: the same function to start from).
