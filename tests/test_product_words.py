@@ -1,8 +1,8 @@
 """The product reads as one: no words about how its work was organised, no paths of the
 machine it was built on.
 
-- No tracked text file says "session 3" or "issue 12" (dates and versions say when), nor
-  calls the document the project started from "the seed" (the papers are cited by authors
+- No tracked text file names a numbered work session or issue (dates and versions say
+  when), nor calls the document the project started from "the seed" (the papers are cited by authors
   and title instead). A random seed stays a seed: only these phrases are refused.
 - No "../shared" in what users read: the Markdown pages (README, docs, model cards), the JSON
   files (the catalogue), and the product code (``app.py``, ``nst/``, ``zoo/``, ``train/``,
@@ -23,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 THIS = Path(__file__).resolve()
 
 #: Process words: a numbered session or issue, and "the seed" for the starting document.
+# Written with character classes, so this file passes the check it makes too (and so does
+# a plain `git grep` for the same words).
 PROCESS_WORDS = re.compile(
-    r"session [0-9]|issue [0-9]"
+    r"sessio[n] [0-9]|issu[e] [0-9]"
     r"|the seed observed|the seed's|seed recipe|seed's experiments",
     re.IGNORECASE,
 )
@@ -96,8 +98,8 @@ def test_no_machine_paths_where_users_read() -> None:
 @pytest.mark.parametrize(
     ("line", "refused"),
     [
-        ("measured in Session 13 on the Xeon", True),
-        ("Issue 12's target", True),
+        ("measured in " + "Session" + " 13 on the Xeon", True),
+        ("Issue" + " 12's target", True),
         ("as the seed observed", True),
         ("the seed's experiments, rerun", True),
         ("--seed 0: the random seed of the run", False),
