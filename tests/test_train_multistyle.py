@@ -203,3 +203,20 @@ def test_a_multi_style_net_warm_starts_a_run_with_more_paintings(
     for mine, theirs in zip(net.norms, source.norms, strict=True):
         torch.testing.assert_close(mine.weight[:2], theirs.weight)
         torch.testing.assert_close(mine.weight[2], theirs.weight.mean(0))
+
+
+@pytest.mark.slow
+def test_a_compiled_net_trains_the_selected_row() -> None:
+    """Training selects the style outside the compiled forward: the graph must read it."""
+    styles = [{"id": "a"}, {"id": "b"}, {"id": "c"}]
+    net = TransformerNet(TransformerConfig(width=8, residual_blocks=1, styles=styles)).train()
+    compiled = torch.compile(net)
+    x = torch.rand(2, 3, 32, 32)
+    for row in (0, 2, 1):
+        net.zero_grad()
+        net.select_style(row)
+        compiled(x).square().mean().backward()
+        grad = net.norms[0].weight.grad
+        assert grad is not None
+        moved = [int(grad[r].abs().sum() > 0) for r in range(3)]
+        assert moved == [int(r == row) for r in range(3)]
