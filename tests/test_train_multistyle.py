@@ -220,3 +220,21 @@ def test_a_compiled_net_trains_the_selected_row() -> None:
         assert grad is not None
         moved = [int(grad[r].abs().sum() > 0) for r in range(3)]
         assert moved == [int(r == row) for r in range(3)]
+
+
+def test_the_norm_tables_learn_at_their_own_rate(tmp_path: Path, paintings: list[Path]) -> None:
+    from train.loop import parameter_groups, set_learning_rate
+
+    config = TrainConfig(
+        style=[str(p) for p in paintings[:2]], data="d", out=str(tmp_path / "run"), width=8,
+        residual_blocks=1, norm_lr_scale=10.0,
+    ).finish()  # fmt: skip
+    net = build_model(config)
+    optimizer = torch.optim.Adam(parameter_groups(net, config), lr=1e-3)
+    set_learning_rate(optimizer, 2e-4)
+    convs, norms = optimizer.param_groups
+    assert convs["lr"] == pytest.approx(2e-4) and norms["lr"] == pytest.approx(2e-3)
+    assert {id(p) for p in norms["params"]} == {
+        id(p) for n in net.norms for p in (n.weight, n.bias)
+    }
+    assert len(convs["params"]) + len(norms["params"]) == len(list(net.parameters()))

@@ -113,6 +113,9 @@ class TrainConfig:
     # 1..max_shift px and the output shifted the same way (a 8 px border left out);
     # noise: weight x mean squared difference between the outputs of the photo and of the
     # photo plus Gaussian noise of noise_sigma (Gupta et al. 2017).
+    # The norm layers' (gamma, beta) learn at this times --lr: in a multi-style net they are
+    # each style's own, while the convolutions are shared by all.
+    norm_lr_scale: float = 1.0
     shift_weight: float = 0.0
     max_shift: int = 3
     noise_weight: float = 0.0
@@ -198,6 +201,8 @@ class TrainConfig:
             raise UsageError("--style-order must be round_robin or random.")
         if self.add_style_init not in ("nearest", "mean"):
             raise UsageError("--add-style-init must be nearest or mean.")
+        if self.norm_lr_scale <= 0:
+            raise UsageError(f"--norm-lr-scale must be positive, not {self.norm_lr_scale}.")
         for name in ("shift_weight", "noise_weight", "noise_sigma"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative.")
@@ -274,6 +279,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-order",
         choices=["round_robin", "random"],
         help="multi-style runs: the style each step trains (default round_robin)",
+    )
+    p.add_argument(
+        "--norm-lr-scale",
+        type=float,
+        help="the norm layers' (each style's own) learning rate over --lr (default 1)",
     )
     p.add_argument("--shift-weight", type=float, help="shift-consistency weight (default 0)")
     p.add_argument("--max-shift", type=int, help="largest shift in px for it (default 3)")

@@ -456,7 +456,7 @@ def _start(config: TrainConfig, resume: bool, ranks: Ranks, photos: torch.Tensor
         loss_fns[0].net.to(memory_format=torch.channels_last)
     count = model.config.num_styles
     rows = [count - 1] if config.add_style else list(range(count))
-    optimizer = torch.optim.Adam(trainable_parameters(model, config), lr=config.lr)
+    optimizer = torch.optim.Adam(parameter_groups(model, config), lr=config.lr)
     run = _Run(
         config, ranks, model, optimizer, loss_fns, rows, photos, None,
         use_bf16(config, device), channels_last,
@@ -470,6 +470,20 @@ def _start(config: TrainConfig, resume: bool, ranks: Ranks, photos: torch.Tensor
         run.logs = RunLogs(run.run_dir, run.step, resume)
         run.last_good = ckpt.latest_checkpoint(run.run_dir)
     return run
+
+
+def parameter_groups(model: TransformerNet, config: TrainConfig) -> list[dict[str, object]]:
+    """The optimiser's groups: the convolutions, and the norm layers' (gamma, beta) tables
+    at ``--norm-lr-scale`` times the rate (a style's own rows may move faster than the
+    convolutions every style shares)."""
+    params = trainable_parameters(model, config)
+    if config.norm_lr_scale == 1.0:
+        return [{"params": params}]  # one group, as checkpoints of such runs hold
+    tables = {id(p) for norm in model.norms for p in (norm.weight, norm.bias)}
+    convs = [p for p in params if id(p) not in tables]
+    norms = [p for p in params if id(p) in tables]
+    groups: list[dict[str, object]] = [{"params": norms, "scale": config.norm_lr_scale}]
+    return [{"params": convs, "scale": 1.0}, *groups] if convs else groups
 
 
 def trainable_parameters(model: TransformerNet, config: TrainConfig) -> list[torch.nn.Parameter]:
@@ -621,8 +635,9 @@ def learning_rate(config: TrainConfig, step: int, train_seconds: float, iteratio
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """``lr`` for every group, times the group's own ``scale`` (the norm tables')."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("scale", 1.0)
 
 
 def _out_of_time(config: TrainConfig, train_seconds: float, ranks: Ranks) -> bool:
