@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+import time
 from typing import Any
 
 import gradio as gr
@@ -213,6 +214,7 @@ def warm_up(config: AppConfig) -> threading.Thread | None:
     photo = Image.new("RGB", (320, 240), (128, 128, 128))
 
     def run() -> None:
+        start = time.perf_counter()
         try:
             gpu.johnson_on_device(
                 styles[0].id, str(config.catalogue) if config.catalogue else None, photo,
@@ -220,6 +222,8 @@ def warm_up(config: AppConfig) -> threading.Thread | None:
             )  # fmt: skip
         except Exception as exc:  # the first request will say what is wrong, in the page
             print(f"warm-up of '{styles[0].id}' failed: {exc}")
+            return
+        print(f"warmed up '{styles[0].id}' in {time.perf_counter() - start:.1f} s", flush=True)
 
     thread = threading.Thread(target=run, name="nst-warm-up", daemon=True)
     thread.start()
