@@ -1,0 +1,188 @@
+"""Multi-style nets (conditional instance norm, Dumoulin et al. 2017) against the dedicated
+one-style nets and Gatys-100: the judged losses per style, and the flicker numbers.
+
+    python -m docs.multistyle.study score --model runs/pilot_plain/export --label plain
+    python -m docs.multistyle.study score --model runs/pilot_plain --label plain  # newest ckpt
+    python -m docs.multistyle.study report
+    python -m docs.multistyle.study curve --model runs/add_udnie --label udnie
+
+``curve`` judges every checkpoint of an ``--add-style`` run (the new style only) against
+its training minutes: the new-style curve, in ``docs/multistyle/curves.json``.
+
+``score`` judges every style of the net on the held-out photos at 512 px (``nst.judge``:
+content relu2_2, style relu1_2...relu4_3, total = content + 10 x style) against Gatys-100
+from the photo on the same loss and, where the zoo bundles a net of that painting, against
+it. The scores are kept in ``docs/multistyle/scores.json`` (one entry per label), so a
+table can be filled in across machines; ``report`` writes ``docs/multistyle/results.md``
+from them, with a grid of one photo per style.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fcntl
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from docs.common import PHOTOS, ROOT, STYLES, VGG16
+from docs.johnson_recipes.study import (
+    gatys_reference,
+    mean_reference,
+    photos,
+    score_net,
+    zoo_reference,
+)
+from nst.hardware import summary
+from nst.johnson import TransformerNet, load_transformer
+from nst.judge import Judge, Score, judge_network
+
+HERE = Path(__file__).resolve().parent
+SCORES = HERE / "scores.json"
+CURVES = HERE / "curves.json"
+#: Gatys-100's mean scores for the paintings the zoo's own reference lacks, kept here once
+#: measured (Gatys-100 at 512 px is several CPU-minutes per photo).
+REFERENCE = HERE / "gatys_reference.json"
+STYLE_WEIGHT = 10.0
+
+
+def keep(path: Path, label: str, entry: dict) -> None:
+    """Add ``entry`` under ``label`` to a JSON file, locked: two scorings may end at once."""
+    with open(Path(tempfile.gettempdir()) / f"{path.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        kept = json.loads(path.read_text()) if path.is_file() else {}
+        kept[label] = entry
+        path.write_text(json.dumps(kept, indent=2) + "\n")
+
+
+def total(score: Score) -> float:
+    return score.content + STYLE_WEIGHT * score.style
+
+
+def painting_of(style_id: str) -> Path:
+    for suffix in (".jpg", ".png"):
+        path = STYLES / f"{style_id}{suffix}"
+        if path.is_file():
+            return path
+    raise SystemExit(f"no painting for style '{style_id}' in {STYLES}")
+
+
+def reference(style_id: str, judge: Judge, shots: dict[str, torch.Tensor]) -> Score:
+    """Gatys-100's mean score for a painting: the zoo's kept reference, this study's, or run
+    now (and kept)."""
+    kept = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
+    if style_id in kept:
+        return Score(kept[style_id]["content"], kept[style_id]["style"])
+    painting = painting_of(style_id)
+    zoo_kept = json.loads((ROOT / "docs/zoo_training/gatys_reference.json").read_text())
+    if style_id in zoo_kept["styles"]:
+        return zoo_reference(style_id, painting, judge, shots)
+    score = mean_reference(gatys_reference(painting, judge, shots))
+    measured = {"machine": summary("cpu"), "date": time.strftime("%Y-%m-%d")}
+    keep(REFERENCE, style_id, {"content": score.content, "style": score.style, **measured})
+    return score
+
+
+def resolve(model: Path) -> tuple[TransformerNet, dict]:
+    """A net from an export folder, or the newest checkpoint of a run folder."""
+    if (model / "checkpoints").is_dir():
+        newest = sorted((model / "checkpoints").glob("step_*"))[-1]
+        state = json.loads((newest / "state.json").read_text())
+        return load_transformer(newest), {
+            "step": state.get("step"),
+            "train_seconds": state.get("train_seconds"),
+            "source": str(newest.relative_to(ROOT) if newest.is_relative_to(ROOT) else newest),
+        }
+    net = load_transformer(model)
+    training = net.config.training
+    return net, {"step": training.get("steps"), "train_seconds": training.get("train_seconds")}
+
+
+def score(args: argparse.Namespace) -> None:
+    net, about = resolve(args.model)
+    vgg = judge_network(str(VGG16), "cpu")
+    shots = photos()
+    entry = {**about, "machine": summary("cpu"), "date": time.strftime("%Y-%m-%d"),
+             "styles": {}}  # fmt: skip
+    for style_id in net.config.style_ids:
+        if args.only and style_id not in args.only:
+            continue
+        painting = painting_of(style_id)
+        judge = Judge(vgg, painting, 512)
+        gatys = reference(style_id, judge, shots)
+        mine, _ = score_net(net.with_style(style_id), judge, shots)
+        row = {"content": mine.content, "style": mine.style, "total": total(mine),
+               "gatys": {"content": gatys.content, "style": gatys.style}}  # fmt: skip
+        dedicated = ROOT / "zoo" / "models" / style_id
+        if dedicated.is_dir():
+            own, _ = score_net(load_transformer(dedicated), judge, shots)
+            row["dedicated"] = {"content": own.content, "style": own.style, "total": total(own)}
+        entry["styles"][style_id] = row
+        print(style_id, json.dumps(row), flush=True)
+    keep(SCORES, args.label, entry)
+
+
+def report(_: argparse.Namespace) -> None:
+    kept = json.loads(SCORES.read_text())
+    lines = [
+        f"{len(PHOTOS)} held-out photos ({', '.join(PHOTOS)}) at 512 px, judged by `nst.judge`; "
+        f"total = content + {STYLE_WEIGHT:g} x style; Gatys-100 from the photo on the same loss.",
+        "",
+        "| net | step | training min | style | content / Gatys | style / Gatys | total "
+        "| dedicated net's total | vs dedicated |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, entry in kept.items():
+        minutes = float(entry.get("train_seconds") or 0) / 60
+        for style_id, row in entry["styles"].items():
+            g = row["gatys"]
+            own = row.get("dedicated")
+            versus = f"{100 * (row['total'] / own['total'] - 1):+.1f} %" if own else "-"
+            own_total = f"{own['total']:.3f}" if own else "-"
+            lines.append(
+                f"| {label} | {entry.get('step')} | {minutes:.0f} | {style_id} "
+                f"| {row['content'] / g['content']:.2f} | {row['style'] / g['style']:.2f} "
+                f"| {row['total']:.3f} | {own_total} | {versus} |"
+            )
+    (HERE / "results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def curve(args: argparse.Namespace) -> None:
+    """The judged scores of the added style at every checkpoint of an --add-style run."""
+    vgg = judge_network(str(VGG16), "cpu")
+    shots = photos()
+    points = []
+    for folder in sorted((args.model / "checkpoints").glob("step_*")):
+        state = json.loads((folder / "state.json").read_text())
+        net = load_transformer(folder)
+        style_id = net.config.style_ids[-1]
+        judge = Judge(vgg, painting_of(style_id), 512)
+        gatys = reference(style_id, judge, shots)
+        mine, _ = score_net(net.with_style(style_id), judge, shots)
+        points.append({"step": state.get("step"), "minutes": state.get("train_seconds", 0) / 60,
+                       "content": mine.content / gatys.content,
+                       "style": mine.style / gatys.style})  # fmt: skip
+        print(style_id, json.dumps(points[-1]), flush=True)
+    keep(CURVES, args.label, {"machine": summary("cpu"), "date": time.strftime("%Y-%m-%d"),
+                              "points": points})  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["score", "report", "curve"])
+    parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
+    parser.add_argument("--label", help="score: the name of this net in the tables")
+    parser.add_argument("--only", nargs="*", help="score: these style ids only")
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    {"score": score, "report": report, "curve": curve}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
