@@ -16,13 +16,11 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 
 import zoo  # noqa: E402
-from nst.files import file_sha256  # noqa: E402
 from nst.gatys import GatysProgress  # noqa: E402
 from nst.images import load_image, to_tensor  # noqa: E402
-from nst.johnson import engines, save_transformer, stylize  # noqa: E402
+from nst.johnson import engines, stylize  # noqa: E402
 from tests.test_app import STYLE_ID, build_catalogue, tiny_config  # noqa: E402
-from tests.test_multistyle import multi_transformer  # noqa: E402
-from tests.test_zoo import hub_entry, write_catalogue  # noqa: E402
+from tests.test_multistyle import multi_style_catalogue, multi_transformer  # noqa: E402
 from webapp import gpu  # noqa: E402
 from webapp.handlers import Handlers  # noqa: E402
 from webapp.layout import warm_up  # noqa: E402
@@ -32,18 +30,10 @@ QUIET = {"progress": lambda *a, **k: None}
 
 @pytest.fixture
 def multi_catalogue(tmp_path: Path) -> Path:
-    """Two catalogue styles of one multi-style net, and one separate net."""
+    """Two catalogue styles of one multi-style net."""
     zoo.clear_cache()
     net = multi_transformer(seed=4, ids=["dots", "waves"])
-    save_transformer(net, tmp_path / "models" / "multi")
-    sha = file_sha256(tmp_path / "models" / "multi" / "model.safetensors")
-    entries = []
-    for style_id in ("dots", "waves"):
-        entry = hub_entry(style_id, "x/y", "0" * 40, sha)
-        entry["weights"] = {"bundled": "models/multi", "style": style_id}
-        entries.append(entry)
-    catalogue = write_catalogue(tmp_path, *entries)
-    yield catalogue
+    yield multi_style_catalogue(tmp_path, net, ["dots", "waves"])
     zoo.clear_cache()
 
 

@@ -52,6 +52,20 @@ def plain_with_rows(net: TransformerNet, mix: torch.Tensor) -> TransformerNet:
     return plain
 
 
+def multi_style_catalogue(folder: Path, net: TransformerNet, ids: list[str]) -> Path:
+    """A catalogue listing styles ``ids`` of ``net``, bundled once in ``folder/models/multi``."""
+    from tests.test_zoo import hub_entry, write_catalogue
+
+    save_transformer(net, folder / "models" / "multi")
+    sha = file_sha256(folder / "models" / "multi" / "model.safetensors")
+    entries = []
+    for style_id in ids:
+        entry = hub_entry(style_id, "x/y", "0" * 40, sha)
+        entry["weights"] = {"bundled": "models/multi", "style": style_id}
+        entries.append(entry)
+    return write_catalogue(folder, *entries)
+
+
 @pytest.fixture
 def photo() -> torch.Tensor:
     torch.manual_seed(1)
@@ -223,18 +237,10 @@ def test_cli_style_and_blend(tmp_path: Path, photo: torch.Tensor) -> None:
 
 def test_the_zoo_lists_each_style_of_a_multi_style_net(tmp_path: Path, photo) -> None:
     import zoo
-    from tests.test_zoo import hub_entry, write_catalogue
 
     zoo.clear_cache()
     net = multi_transformer(seed=5)
-    save_transformer(net, tmp_path / "models" / "multi")
-    sha = file_sha256(tmp_path / "models" / "multi" / "model.safetensors")
-    entries = []
-    for style_id in ("waves", "blocks"):
-        entry = hub_entry(style_id, "x/y", "0" * 40, sha)
-        entry["weights"] = {"bundled": "models/multi", "style": style_id}
-        entries.append(entry)
-    catalogue = write_catalogue(tmp_path, *entries)
+    catalogue = multi_style_catalogue(tmp_path, net, ["waves", "blocks"])
     assert [s.id for s in zoo.list_styles(catalogue)] == ["waves", "blocks"]
     waves = zoo.load("waves", catalogue=catalogue)
     blocks = zoo.load("blocks", catalogue=catalogue)
@@ -255,14 +261,9 @@ def test_the_zoo_lists_each_style_of_a_multi_style_net(tmp_path: Path, photo) ->
 
 def test_a_catalogue_entry_for_a_missing_style_is_a_clear_error(tmp_path: Path) -> None:
     import zoo
-    from tests.test_zoo import hub_entry, write_catalogue
 
     zoo.clear_cache()
-    save_transformer(multi_transformer(), tmp_path / "models" / "multi")
-    sha = file_sha256(tmp_path / "models" / "multi" / "model.safetensors")
-    entry = hub_entry("cubism", "x/y", "0" * 40, sha)
-    entry["weights"] = {"bundled": "models/multi", "style": "cubism"}
-    catalogue = write_catalogue(tmp_path, entry)
+    catalogue = multi_style_catalogue(tmp_path, multi_transformer(), ["cubism"])
     with pytest.raises(NSTError, match="no style 'cubism'"):
         zoo.load("cubism", catalogue=catalogue)
 

@@ -15,19 +15,16 @@ from nst.files import file_sha256
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer, save_transformer
 from nst.johnson.adapter import apply_adapter, read_adapter
 from nst.johnson.model import zero_head
-from tests.test_train import TINY, make_photos, make_style
+from tests.test_train import (
+    TINY,
+    _one_thread,  # noqa: F401 - autouse: tiny convolutions, 1 thread
+    make_photos,
+    make_style,
+)
 from train import checkpoint as ckpt
 from train.__main__ import main
 from train.config import TrainConfig
 from train.loop import Stability, build_model, compute_loss
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from nst.files import atomic_write_text
 from nst.hardware import amx_cpu, describe
 from nst.images import load_image, save_image, to_tensor
 from nst.johnson import TransformerConfig, TransformerNet, load_transformer
-from nst.johnson.model import zero_head
+from nst.johnson.model import is_norm_key, zero_head
 from nst.losses import (
     LossWeights,
     PerceptualLoss,
@@ -172,17 +172,12 @@ def copy_styles(model: TransformerNet, source: TransformerNet, rows: list[int | 
         if key not in theirs:
             raise NSTError(f"The source net has no tensor '{key}': not the same architecture.")
         old = theirs[key]
-        if old.shape == value.shape and not _is_norm_key(model, key):
+        if old.shape == value.shape and not is_norm_key(model, key):
             value.copy_(old)
             continue
         table = old if old.dim() == 2 else old.unsqueeze(0)  # (S_source, C)
         new = torch.stack([table.mean(0) if r is None else table[r] for r in rows])
         value.copy_(new if value.dim() == 2 else new[0])
-
-
-def _is_norm_key(model: TransformerNet, key: str) -> bool:
-    module = model.get_submodule(key.rsplit(".", 1)[0])
-    return isinstance(module, torch.nn.InstanceNorm2d)
 
 
 def _with_added_style(config: TrainConfig, losses: list[PerceptualLoss] | None) -> TransformerNet:

@@ -85,6 +85,8 @@ def apply_adapter(base: Any, base_sha256: str, folder: str | os.PathLike) -> Any
     that the adapter was trained on exactly this base (its sha256 and style ids)."""
     from dataclasses import replace
 
+    from nst.johnson.model import is_norm_key
+
     config, rows = read_adapter(folder)
     pin = config["base"]
     if pin.get("sha256") != base_sha256:
@@ -99,7 +101,7 @@ def apply_adapter(base: Any, base_sha256: str, folder: str | os.PathLike) -> Any
     grown = type(base)(replace(base.config, styles=[*styles, config["style"]], style={}))
     state = {}
     for key, value in base.state_dict().items():
-        if not _is_norm(base, key):
+        if not is_norm_key(base, key):
             state[key] = value  # the shared convolutions
             continue
         if key not in rows:
@@ -109,6 +111,3 @@ def apply_adapter(base: Any, base_sha256: str, folder: str | os.PathLike) -> Any
     grown.load_state_dict(state)
     return grown.to(next(base.parameters()).device).eval()
 
-
-def _is_norm(net: Any, key: str) -> bool:
-    return isinstance(net.get_submodule(key.rsplit(".", 1)[0]), torch.nn.InstanceNorm2d)

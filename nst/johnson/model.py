@@ -326,6 +326,11 @@ def style_weights(config: TransformerConfig, style: StyleChoice) -> torch.Tensor
     return weights / total
 
 
+def is_norm_key(net: nn.Module, key: str) -> bool:
+    """Whether state-dict ``key`` belongs to a norm layer (a style's row, or rows)."""
+    return isinstance(net.get_submodule(key.rsplit(".", 1)[0]), nn.InstanceNorm2d)
+
+
 def run_with_mix(module: nn.Module, x: torch.Tensor, mix: torch.Tensor) -> torch.Tensor:
     """``module(x)`` with every norm layer's style weights taken from ``mix`` (S,) rather
     than from the net's selected style: for graphs that take the style as an input."""
