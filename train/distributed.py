@@ -45,8 +45,13 @@ def setup_distributed() -> Ranks:
     return Ranks(rank, world, local_rank, device)
 
 
-def teardown_distributed(ranks: Ranks) -> None:
+def teardown_distributed(ranks: Ranks, finished: bool) -> None:
+    """Leave the process group. After a finished run every rank first waits for the others
+    (rank 0 is still exporting when the rest are done): a rank that tears gloo down while
+    its peer is busy can abort at exit, and torchrun then kills the peer mid-export."""
     if ranks.world > 1 and dist.is_initialized():
+        if finished:
+            dist.barrier()
         dist.destroy_process_group()
 
 

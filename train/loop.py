@@ -351,10 +351,13 @@ def _progress(total: int, initial: int, enabled: bool) -> Iterator | None:
 def train(config: TrainConfig, resume: bool = False) -> Path | None:
     """Run (or continue) the training described by ``config``; returns the export folder."""
     ranks = setup_distributed()
+    finished = False
     try:
-        return _train(config, resume, ranks)
+        export = _train(config, resume, ranks)
+        finished = True
+        return export
     finally:
-        teardown_distributed(ranks)
+        teardown_distributed(ranks, finished)
 
 
 @dataclass
