@@ -188,6 +188,44 @@ def test_one_export_serves_every_style_and_blend(
     engines.clear_cache()
 
 
+def test_the_engine_graph_has_the_style_frozen_in_and_the_export_keeps_the_input() -> None:
+    pytest.importorskip("onnxscript")
+    import onnx
+
+    net = multi_transformer(seed=5)
+    data = onnx_export.export_bytes(net)
+    names = [i.name for i in onnx.load_from_string(data).graph.input]
+    assert names == [onnx_export.INPUT_NAME, onnx_export.STYLE_INPUT_NAME]
+    frozen = onnx.load_from_string(onnx_export.freeze_style(data, net.style_weights("waves")))
+    assert [i.name for i in frozen.graph.input] == [onnx_export.INPUT_NAME]
+    kept = {t.name: t for t in frozen.graph.initializer}[onnx_export.STYLE_INPUT_NAME]
+    assert onnx.numpy_helper.to_array(kept).tolist() == [0.0, 1.0, 0.0]
+    plain = onnx_export.export_bytes(bake_style(net, "waves"))
+    with pytest.raises(ValueError, match="one-style"):
+        onnx_export.freeze_style(plain, net.style_weights("waves"))
+
+
+def test_each_style_gets_its_own_engine_from_the_one_export(
+    photo: torch.Tensor, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    engine = "onnxruntime" if not engines.missing("onnxruntime") else "openvino"
+    if engines.missing(engine):
+        pytest.skip(engines.missing(engine))
+    monkeypatch.setenv("NST_CACHE_DIR", str(tmp_path))
+    engines.clear_cache()
+    net = multi_transformer(seed=6)
+    dots = engines.get_engine(net, engine, "fp32", net.style_weights("dots"))
+    assert engines.get_engine(net, engine, "fp32") is dots  # the selected style: dots
+    waves = engines.get_engine(net.with_style("waves"), engine, "fp32")
+    assert waves is not dots
+    assert engines.get_engine(net, engine, "fp32", net.style_weights("waves")) is waves
+    with torch.no_grad():
+        torch.testing.assert_close(waves.run(photo), net(photo, style="waves"), atol=2e-5, rtol=0)
+        torch.testing.assert_close(dots.run(photo), net(photo, style="dots"), atol=2e-5, rtol=0)
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1  # one export for both
+    engines.clear_cache()
+
+
 def test_selecting_a_style_does_not_change_the_weights_digest() -> None:
     net = multi_transformer()
     before = engines.weights_digest(net)

@@ -58,9 +58,8 @@ FORMAT_VERSION = 2
 class Engine(Protocol):
     name: str
 
-    def run(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, 3, H, W) float32 CPU in [0, 1] -> the stylised (B, 3, H, W), same form.
-        ``style``: a multi-style net's weights per style (S,); None for a one-style net."""
+    def run(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) float32 CPU in [0, 1] -> the stylised (B, 3, H, W), same form."""
         ...
 
 
@@ -199,14 +198,14 @@ class OpenVINOEngine:
         self._compiled = core.compile_model(core.read_model(data, b""), "CPU", config)
         self._idle: queue.SimpleQueue[Any] = queue.SimpleQueue()
 
-    def run(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+    def run(self, x: torch.Tensor) -> torch.Tensor:
         # One infer request per concurrent caller (a request is not thread-safe), reused.
         try:
             request = self._idle.get_nowait()
         except queue.Empty:
             request = self._compiled.create_infer_request()
         try:
-            request.infer(_feed(x, style, by_name=False))
+            request.infer({0: _numpy(x)})
             out = np.array(request.get_output_tensor(0).data, copy=True)
         finally:
             self._idle.put(request)
@@ -227,9 +226,9 @@ class OnnxRuntimeEngine:
         options.log_severity_level = 3  # errors only: its warnings are about its internals
         self._session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
-    def run(self, x: torch.Tensor, style: torch.Tensor | None = None) -> torch.Tensor:
+    def run(self, x: torch.Tensor) -> torch.Tensor:
         # InferenceSession.run is thread-safe.
-        (out,) = self._session.run([onnx_export.OUTPUT_NAME], _feed(x, style, by_name=True))
+        (out,) = self._session.run([onnx_export.OUTPUT_NAME], {onnx_export.INPUT_NAME: _numpy(x)})
         return torch.from_numpy(out)
 
 
@@ -240,37 +239,56 @@ def _numpy(x: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(x.detach().to("cpu", torch.float32).numpy())
 
 
-def _feed(x: torch.Tensor, style: torch.Tensor | None, by_name: bool) -> dict[Any, np.ndarray]:
-    """The graph's inputs: the image, and a multi-style net's weights per style."""
-    names = [onnx_export.INPUT_NAME, onnx_export.STYLE_INPUT_NAME]
-    values = [_numpy(x)] if style is None else [_numpy(x), _numpy(style)]
-    return {(names[i] if by_name else i): v for i, v in enumerate(values)}
-
-
-_engines: OrderedDict[tuple[str, str, str, int], Engine] = OrderedDict()
-_key_locks: dict[tuple[str, str, str, int], threading.Lock] = {}
+#: An engine's key: weights digest, engine, precision, threads, and the style weights a
+#: multi-style net's graph was specialised to (None for a one-style net).
+_Key = tuple[str, str, str, int, tuple[float, ...] | None]
+_engines: OrderedDict[_Key, Engine] = OrderedDict()
+_key_locks: dict[_Key, threading.Lock] = {}
 _registry_lock = threading.Lock()
 
 
-def _build(model: TransformerNet, name: str, precision: str, digest: str) -> Engine:
+def _graph(model: TransformerNet, digest: str, style: torch.Tensor | None) -> bytes:
     data = onnx_model(model, digest)
+    return data if style is None else onnx_export.freeze_style(data, style)
+
+
+def _build(
+    model: TransformerNet, name: str, precision: str, digest: str, style: torch.Tensor | None
+) -> Engine:
     try:
-        return _CLASSES[name](data, precision)
+        return _CLASSES[name](_graph(model, digest, style), precision)
     except Exception:
         # A damaged cache file: export afresh once; a second failure is a real bug.
         path = _cached_onnx(digest)
         if not path.is_file():
             raise
         path.unlink(missing_ok=True)
-        return _CLASSES[name](onnx_model(model, digest), precision)
+        return _CLASSES[name](_graph(model, digest, style), precision)
 
 
-def get_engine(model: TransformerNet, name: str, precision: str = "fp32") -> Engine:
+def _style_key(style: torch.Tensor | None) -> tuple[float, ...] | None:
+    """The style weights as a cache key: equal to 6 decimals is the same engine."""
+    return None if style is None else tuple(round(float(v), 6) for v in style)
+
+
+def get_engine(
+    model: TransformerNet, name: str, precision: str = "fp32", style: torch.Tensor | None = None
+) -> Engine:
     """A compiled ``name`` engine ("openvino" or "onnxruntime") for ``model``'s weights at
     ``precision``; built once per process and shared (concurrent callers wait for the
-    first)."""
+    first).
+
+    A multi-style net's engine paints one style or blend, ``style`` (its weights per
+    style, (S,); default the net's selected style): the net's one exported graph with the
+    style frozen in (:func:`nst.johnson.onnx_export.freeze_style`). Compiling it takes a
+    fraction of a second, so each style and blend gets its own, kept like any other.
+    """
     require(name)
-    key = (weights_digest(model), name, precision, _threads())
+    if model.config.num_styles > 1 and style is None:
+        style = model.selected_style
+    if model.config.num_styles == 1:
+        style = None
+    key = (weights_digest(model), name, precision, _threads(), _style_key(style))
     with _registry_lock:
         if key in _engines:
             _engines.move_to_end(key)
@@ -280,7 +298,7 @@ def get_engine(model: TransformerNet, name: str, precision: str = "fp32") -> Eng
         with _registry_lock:
             engine = _engines.get(key)
         if engine is None:
-            engine = _build(model, name, precision, key[0])
+            engine = _build(model, name, precision, key[0], style)
             with _registry_lock:
                 _engines[key] = engine
                 while len(_engines) > MAX_CACHED:

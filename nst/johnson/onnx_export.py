@@ -126,6 +126,29 @@ def export_bytes(model: TransformerNet, rewrite: bool = True) -> bytes:
     return program.model_proto.SerializeToString()
 
 
+def freeze_style(data: bytes, style: torch.Tensor) -> bytes:
+    """A multi-style graph with its ``style`` input replaced by the constant ``style``
+    (S,): what an engine compiles for one style or blend.
+
+    The engines fold the constant rows into each norm's scale and shift and fuse them with
+    the normalisation, as they do for a one-style net; with the style as a run-time input
+    they cannot, and OpenVINO runs such a graph about 1.5x slower (benchmarks/
+    bench_multistyle.py). Freezing edits the exported graph, so one export still serves
+    every style and blend.
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    proto = onnx.load_from_string(data)
+    inputs = {i.name: i for i in proto.graph.input}
+    if STYLE_INPUT_NAME not in inputs:
+        raise ValueError("the graph has no style input: it is a one-style net's")
+    proto.graph.input.remove(inputs[STYLE_INPUT_NAME])
+    values = style.detach().to("cpu", torch.float32).numpy()
+    proto.graph.initializer.append(numpy_helper.from_array(values, STYLE_INPUT_NAME))
+    return proto.SerializeToString()
+
+
 def export_onnx(model: TransformerNet, path: str | os.PathLike) -> Path:
     """Write ``model`` as an ONNX file at ``path`` (atomically: never half a file)."""
     data = export_bytes(model)

@@ -237,15 +237,12 @@ def prepare_runner(model: TransformerNet, p: Plan, style: StyleChoice | None = N
 
     ``style``: which style of a multi-style net paints, or a blend of them (see
     :data:`nst.johnson.model.StyleChoice`); None is the net's selected style (see
-    ``TransformerNet.with_style``). An engine compiles one graph for all of a net's
-    styles and blends, with the style as an input.
+    ``TransformerNet.with_style``). An engine runs the net's one exported graph with the
+    style frozen in (see :func:`nst.johnson.engines.get_engine`).
     """
     mix = model.selected_style if style is None else model.style_weights(style)
     if p.engine != "torch":
-        engine = engines.get_engine(model, p.engine, p.precision)
-        if model.config.num_styles == 1:
-            return _one_pass(engine.run)
-        return _one_pass(lambda content: engine.run(content, mix))
+        return _one_pass(engines.get_engine(model, p.engine, p.precision, mix).run)
     net = _prepare(model, p.device, p.precision)
     if model.config.num_styles > 1:
         net = bake_style(net, mix)  # a one-style view: every torch path runs it as it is
