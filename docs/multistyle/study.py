@@ -5,6 +5,7 @@ one-style nets and Gatys-100: the judged losses per style, and the flicker numbe
     python -m docs.multistyle.study score --model runs/pilot_plain --label plain  # newest ckpt
     python -m docs.multistyle.study report
     python -m docs.multistyle.study curve --model runs/add_udnie --label udnie
+    python -m docs.multistyle.study grid --model runs/multi/export [--out grid.jpg]
 
 ``curve`` judges every checkpoint of an ``--add-style`` run (the new style only) against
 its training minutes: the new-style curve, in ``docs/multistyle/curves.json``.
@@ -14,7 +15,8 @@ content relu2_2, style relu1_2...relu4_3, total = content + 10 x style) against 
 from the photo on the same loss and, where the zoo bundles a net of that painting, against
 it. The scores are kept in ``docs/multistyle/scores.json`` (one entry per label), so a
 table can be filled in across machines; ``report`` writes ``docs/multistyle/results.md``
-from them, with a grid of one photo per style.
+from them. ``grid`` draws every style of a net on held-out photos (a face and skies, where
+Starry Night's discs show), one row per style beside its painting.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from docs.common import PHOTOS, ROOT, STYLES, VGG16
+from docs.common import CONTENT, PHOTOS, ROOT, STYLES, VGG16, labelled_grid
 from docs.johnson_recipes.study import (
     gatys_reference,
     mean_reference,
@@ -37,10 +39,13 @@ from docs.johnson_recipes.study import (
     zoo_reference,
 )
 from nst.hardware import summary
-from nst.johnson import TransformerNet, load_transformer
+from nst.images import load_image
+from nst.johnson import TransformerNet, load_transformer, stylize
 from nst.judge import Judge, Score, judge_network
 
 HERE = Path(__file__).resolve().parent
+#: The grid's photos: sky, a face, an animal, a town; none is a training photo.
+GRID_PHOTOS = ("golden_gate.jpg", "kodim04_portrait_red_hat.png", "dog.jpg", "tubingen.jpg")
 SCORES = HERE / "scores.json"
 CURVES = HERE / "curves.json"
 #: Gatys-100's mean scores for the paintings the zoo's own reference lacks, kept here once
@@ -171,17 +176,35 @@ def curve(args: argparse.Namespace) -> None:
                               "points": points})  # fmt: skip
 
 
+def grid(args: argparse.Namespace) -> None:
+    """Every style of the net (an added style's export included) on GRID_PHOTOS."""
+    net, _ = resolve(args.model)
+    shots = [load_image(CONTENT / name) for name in GRID_PHOTOS]
+    rows = []
+    for style_id in net.config.style_ids:
+        painted = [stylize(net, shot, size=args.size, style=style_id, engine="torch")
+                   for shot in shots]  # fmt: skip
+        title = net.config.styles[net.config.style_ids.index(style_id)].get("title", style_id)
+        rows.append((title, [load_image(painting_of(style_id)), *painted]))
+        print(style_id, flush=True)
+    labelled_grid(rows, args.out, cell=args.cell, label_width=150, quality=88)
+    print(f"machine: {summary('cpu')}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["score", "report", "curve"])
+    parser.add_argument("command", choices=["score", "report", "curve", "grid"])
     parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
     parser.add_argument("--label", help="score: the name of this net in the tables")
     parser.add_argument("--only", nargs="*", help="score: these style ids only")
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--size", type=int, default=384, help="grid: the photos' long side")
+    parser.add_argument("--cell", type=int, default=180, help="grid: a picture's cell (px)")
+    parser.add_argument("--out", type=Path, default=HERE / "grid.jpg", help="grid: the figure")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"score": score, "report": report, "curve": curve}[args.command](args)
+    {"score": score, "report": report, "curve": curve, "grid": grid}[args.command](args)
 
 
 if __name__ == "__main__":
