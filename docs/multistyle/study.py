@@ -6,6 +6,7 @@ one-style nets and Gatys-100: the judged losses per style, and the flicker numbe
     python -m docs.multistyle.study report
     python -m docs.multistyle.study curve --model runs/add_udnie --label udnie
     python -m docs.multistyle.study grid --model runs/multi/export [--out grid.jpg]
+    python -m docs.multistyle.study discs --model zoo/models/starry_night [--size 512]
 
 ``curve`` judges every checkpoint of an ``--add-style`` run (the new style only) against
 its training minutes: the new-style curve, in ``docs/multistyle/curves.json``.
@@ -38,8 +39,9 @@ from docs.johnson_recipes.study import (
     score_net,
     zoo_reference,
 )
+from nst.color import rgb_to_ycbcr
 from nst.hardware import summary
-from nst.images import load_image
+from nst.images import load_image, to_tensor
 from nst.johnson import TransformerNet, load_transformer, stylize
 from nst.judge import Judge, Score, judge_network
 
@@ -181,19 +183,43 @@ def grid(args: argparse.Namespace) -> None:
     net, _ = resolve(args.model)
     shots = [load_image(CONTENT / name) for name in GRID_PHOTOS]
     rows = []
-    for style_id in net.config.style_ids:
-        painted = [stylize(net, shot, size=args.size, style=style_id, engine="torch")
+    entries = net.config.styles or [net.config.style]  # a one-style net has its one
+    for entry in entries:
+        style_id = entry["id"]
+        choice = style_id if net.config.num_styles > 1 else None
+        painted = [stylize(net, shot, size=args.size, style=choice, engine="torch")
                    for shot in shots]  # fmt: skip
-        title = net.config.styles[net.config.style_ids.index(style_id)].get("title", style_id)
-        rows.append((title, [load_image(painting_of(style_id)), *painted]))
+        rows.append((entry.get("title", style_id), [load_image(painting_of(style_id)), *painted]))
         print(style_id, flush=True)
     labelled_grid(rows, args.out, cell=args.cell, label_width=150, quality=88)
     print(f"machine: {summary('cpu')}")
 
 
+def yellow(image: torch.Tensor) -> torch.Tensor:
+    """Where (1, 3, H, W) in [0, 1] is the light yellow of Starry Night's stars (a boolean
+    (H, W) mask): bright (Y over 0.55), well on the yellow side of blue (Cb at least 0.08
+    below neutral), and not orange or skin (Cr under 0.08 above neutral)."""
+    y, cb, cr = rgb_to_ycbcr(image)[0]
+    return (y > 0.55) & (cb < -0.08) & (cr < 0.08)
+
+
+def discs(args: argparse.Namespace) -> None:
+    """The share of each GRID_PHOTOS picture painted in the stars' yellow where the photo
+    itself is not yellow: how much of a face or a sky Starry Night covers with discs."""
+    net, _ = resolve(args.model)
+    choice = "starry_night" if net.config.num_styles > 1 else None
+    shares = {}
+    for name in GRID_PHOTOS:
+        photo = to_tensor(load_image(CONTENT / name, long_side=args.size))
+        out = to_tensor(stylize(net, photo, style=choice, engine="torch"))
+        shares[name] = float((yellow(out) & ~yellow(photo)).float().mean())
+    mean = sum(shares.values()) / len(shares)
+    print(json.dumps({"model": str(args.model), "size": args.size, "mean": mean, **shares}))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["score", "report", "curve", "grid"])
+    parser.add_argument("command", choices=["score", "report", "curve", "grid", "discs"])
     parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
     parser.add_argument("--label", help="score: the name of this net in the tables")
     parser.add_argument("--only", nargs="*", help="score: these style ids only")
@@ -204,7 +230,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"score": score, "report": report, "curve": curve, "grid": grid}[args.command](args)
+    {"score": score, "report": report, "curve": curve, "grid": grid,
+     "discs": discs}[args.command](args)
 
 
 if __name__ == "__main__":
