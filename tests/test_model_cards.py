@@ -107,6 +107,19 @@ def test_the_usage_lines_name_the_repo_and_the_evaluation_is_shown() -> None:
     assert "Not judged yet" in model_card(_config()).text
 
 
+def test_a_multi_style_card_shows_one_row_per_judged_style() -> None:
+    config = _config()
+    config["styles"] = [{"id": "waves", "title": "Waves"}, {"id": "dots", "title": "Dots"}]
+    record = {"photos": ["a.jpg"], "size": 512, "content": 1.0, "style": 0.1,
+              "gatys_100": {"content": 0.5, "style": 0.04}, "judged": "2026-12-06"}  # fmt: skip
+    other = {**record, "content": 0.75, "style": 0.2}
+    card = model_card(config, evaluation={"styles": {"waves": record, "dots": other}})
+    assert "| style | content | style | content + 10 x style |" in card.text
+    assert "| `waves` | 1.000 | 0.1000 | 2.000 | 2.00 | 2.50 | 2.22 |" in card.text
+    assert "| `dots` | 0.750 | 0.2000 | 2.750 | 1.50 | 5.00 | 3.06 |" in card.text
+    assert "| Gatys-100 |" not in card.text
+
+
 @pytest.mark.parametrize("folder", BUNDLED, ids=lambda p: p.name)
 def test_bundled_cards_are_the_template_and_true_to_config(folder: Path, tmp_path: Path) -> None:
     card = ModelCard.load(folder / "README.md")
@@ -118,12 +131,17 @@ def test_bundled_cards_are_the_template_and_true_to_config(folder: Path, tmp_pat
     assert str(training["iterations"]) not in text  # a ceiling, not steps run
     assert f"Hardware: {training['hardware']}" in text
     assert "Session" not in text and "README" not in text and "../" not in text
-    entry = zoo.get_style(folder.name)
-    assert entry.evaluation and "## Evaluation" in text and "| Gatys-100 |" in text
-    assert f"| {entry.evaluation['ratio']['style']:.2f} |" in text
+    evaluation = zoo.card_evaluation(folder)
+    assert evaluation and "## Evaluation" in text
+    if "styles" in evaluation:  # a multi-style net: one row per listed style
+        for style_id, record in evaluation["styles"].items():
+            assert f"| `{style_id}` | {record['content']:.3f} |" in text
+            assert f"| {record['ratio']['style']:.2f} |" in text
+    else:
+        assert "| Gatys-100 |" in text and f"| {evaluation['ratio']['style']:.2f} |" in text
     # what `python -m zoo cards` writes from the same files: no hand edits
     copy = tmp_path / folder.name
     copy.mkdir()
     (copy / "config.json").write_bytes((folder / "config.json").read_bytes())
-    write_card(copy, evaluation=entry.evaluation)
+    write_card(copy, evaluation=evaluation)
     assert (copy / "README.md").read_text() == (folder / "README.md").read_text()

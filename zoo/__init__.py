@@ -15,11 +15,21 @@ The styles of one multi-style net are listed one by one and share one network;
 """
 
 from zoo.catalogue import StyleEntry, add_style
-from zoo.loader import clear_cache, download, get_style, list_styles, load, load_blend, verify
+from zoo.loader import (
+    card_evaluation,
+    clear_cache,
+    download,
+    get_style,
+    list_styles,
+    load,
+    load_blend,
+    verify,
+)
 
 __all__ = [
     "StyleEntry",
     "add_style",
+    "card_evaluation",
     "clear_cache",
     "download",
     "get_style",

@@ -107,9 +107,9 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
 def cmd_cards(args: argparse.Namespace) -> int:
     from nst.johnson.card import write_card
 
-    for entry in zoo.list_styles(args.catalogue):
-        if entry.bundled_path is not None:
-            print(write_card(entry.bundled_path, evaluation=entry.evaluation or None))
+    folders = {e.bundled_path for e in zoo.list_styles(args.catalogue) if e.is_bundled}
+    for folder in sorted(folders):
+        print(write_card(folder, evaluation=zoo.card_evaluation(folder, args.catalogue)))
     return 0
 
 

@@ -41,6 +41,23 @@ def get_style(style_id: str, catalogue: str | os.PathLike | None = None) -> Styl
     )
 
 
+def card_evaluation(
+    folder: str | os.PathLike, catalogue: str | os.PathLike | None = None
+) -> dict[str, Any] | None:
+    """The judged losses a bundled net's model card shows: its catalogue entry's, or for a
+    multi-style net ``{"styles": {id: record}}`` over the entries that name its rows."""
+    folder = Path(folder).resolve()
+    entries = [
+        e for e in read_catalogue(catalogue)
+        if e.bundled_path is not None and e.bundled_path.resolve() == folder and e.evaluation
+    ]  # fmt: skip
+    if not entries:
+        return None
+    if entries[0].net_style is None:
+        return dict(entries[0].evaluation)
+    return {"styles": {e.net_style: dict(e.evaluation) for e in entries}}
+
+
 def clear_cache() -> None:
     """Forget the in-process models (the Hub's disk cache is untouched)."""
     with _registry_lock:

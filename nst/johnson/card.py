@@ -132,8 +132,8 @@ photos; lower is closer. Gatys-100 is the optimisation of Gatys et al. 2015 run 
 photo, 100 L-BFGS iterations starting from the photo, on the same loss with content weight
 1 and style weight 10: the per-photo result this network approximates in a single pass.
 
-| | content | style | content + 10 x style |
-|---|---|---|---|
+| {{ evaluation.header | join(" | ") }} |
+|{% for _ in evaluation.header %}---|{% endfor %}
 {% for row in evaluation.rows %}| {{ row | join(" | ") }} |
 {% endfor %}{% if evaluation.judged %}
 Judged {{ evaluation.judged }}.
@@ -198,7 +198,10 @@ def _stop_reason(training: Mapping[str, Any]) -> str:
 
 def _evaluation(evaluation: Mapping[str, Any]) -> dict[str, Any]:
     """The evaluation section's values; totals and ratios as recorded (from the unrounded
-    losses), else computed."""
+    losses), else computed. A multi-style net's is ``{"styles": {id: record}}``: one row
+    per judged style."""
+    if "styles" in evaluation:
+        return _evaluation_by_style(evaluation["styles"])
     content, style = float(evaluation["content"]), float(evaluation["style"])
     gatys = evaluation["gatys_100"]
     g_content, g_style = float(gatys["content"]), float(gatys["style"])
@@ -209,6 +212,7 @@ def _evaluation(evaluation: Mapping[str, Any]) -> dict[str, Any]:
         "photos": list(evaluation.get("photos", [])),
         "size": evaluation.get("size", "?"),
         "judged": evaluation.get("judged"),
+        "header": ("", "content", "style", "content + 10 x style"),
         "rows": [
             ("this network", f"{content:.3f}", f"{style:.4f}", f"{total:.3f}"),
             ("Gatys-100", f"{g_content:.3f}", f"{g_style:.4f}", f"{g_total:.3f}"),
@@ -219,6 +223,24 @@ def _evaluation(evaluation: Mapping[str, Any]) -> dict[str, Any]:
                 f"{total / g_total:.2f}",
             ),
         ],
+    }
+
+
+def _evaluation_by_style(records: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    rows = []
+    for style_id, record in records.items():
+        one = _evaluation(record)
+        mine, gatys, ratio = one["rows"]
+        total_ratio = float(mine[3]) / float(gatys[3])
+        rows.append((f"`{style_id}`", *mine[1:], *ratio[1:3], f"{total_ratio:.2f}"))
+    first = next(iter(records.values()), {})
+    return {
+        "photos": list(first.get("photos", [])),
+        "size": first.get("size", "?"),
+        "judged": first.get("judged"),
+        "header": ("style", "content", "style", "content + 10 x style", "content / Gatys-100",
+                   "style / Gatys-100", "total / Gatys-100"),  # fmt: skip
+        "rows": rows,
     }
 
 
