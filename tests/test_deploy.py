@@ -6,7 +6,9 @@
   returns an image for a bundled style and ``/gatys`` says how to provide the VGG weights;
   with the package installed there too, ``nst app`` finds the app from any folder.
 
-Both skip where the repository is not a git checkout or the package index is unreachable.
+Both skip where the repository is not a git checkout. Each venv holds torch with its CUDA
+libraries (about 6 GB), so each test removes its venv when it ends, pip keeps no cache, and a
+test skips, saying so, where the disk cannot hold one more venv.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,15 +35,30 @@ def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess:
     return result
 
 
-def _venv(folder: Path) -> Path:
+#: What one fresh venv with the app's requirements needs on disk, with room for pip's work.
+VENV_BYTES = 8 * 1024**3
+
+
+@pytest.fixture
+def fresh_venv(tmp_path: Path) -> Iterator[Path]:
+    """The python of a new, empty venv; the venv is deleted after the test, so that two
+    such tests never hold two torch installs on the disk at once."""
+    folder = tmp_path / "venv"
+    free = shutil.disk_usage(tmp_path).free
+    if free < VENV_BYTES:
+        pytest.skip(
+            f"{free / 1024**3:.1f} GiB free where a fresh venv with torch needs about "
+            f"{VENV_BYTES / 1024**3:.0f} GiB"
+        )
     _run([sys.executable, "-m", "venv", str(folder)])
-    return folder / "bin" / "python"
+    yield folder / "bin" / "python"
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 def _clean_env(**extra: str) -> dict[str, str]:
     """The environment without this checkout on the path and without the dev venv."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", **extra)
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", PIP_NO_CACHE_DIR="1", **extra)
     return env
 
 
@@ -57,11 +75,13 @@ def _archive(target: Path) -> Path:
     return target
 
 
-def test_pip_install_gives_an_nst_command_that_works_anywhere(tmp_path: Path) -> None:
+def test_pip_install_gives_an_nst_command_that_works_anywhere(
+    tmp_path: Path, fresh_venv: Path
+) -> None:
     source = _archive(tmp_path / "source")
-    python = _venv(tmp_path / "venv")
+    python = fresh_venv
     _run([str(python), "-m", "pip", "install", "--quiet", str(source)], env=_clean_env())
-    nst = tmp_path / "venv" / "bin" / "nst"
+    nst = fresh_venv.parent / "nst"
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     version = _run([str(nst), "--version"], cwd=elsewhere, env=_clean_env())
@@ -95,9 +115,11 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_the_space_starts_from_a_clean_copy_with_requirements_only(tmp_path: Path) -> None:
+def test_the_space_starts_from_a_clean_copy_with_requirements_only(
+    tmp_path: Path, fresh_venv: Path
+) -> None:
     space = _archive(tmp_path / "space")
-    python = _venv(tmp_path / "venv")
+    python = fresh_venv
     _run(
         [str(python), "-m", "pip", "install", "--quiet", "-r", str(space / "requirements.txt"),
          "gradio_client"],
@@ -128,7 +150,7 @@ def test_the_space_starts_from_a_clean_copy_with_requirements_only(tmp_path: Pat
          env=_clean_env())  # fmt: skip
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    usage = _run([str(tmp_path / "venv" / "bin" / "nst"), "app", "--help"], cwd=elsewhere,
+    usage = _run([str(fresh_venv.parent / "nst"), "app", "--help"], cwd=elsewhere,
                  env=_clean_env())  # fmt: skip
     assert "--port" in usage.stdout and "Traceback" not in usage.stderr
 
