@@ -243,6 +243,41 @@ def test_blend_keeps_the_rest_for_the_base_style() -> None:
         net.blend({"blocks": 0.7, "dots": 0.6}, base="waves")
 
 
+def test_a_style_with_a_net_of_its_own_blends_through_the_multi_style_net_that_has_its_row(
+    tmp_path: Path, photo: torch.Tensor
+) -> None:
+    """'dots' ships as a one-style net, 'waves' as a row of a net that also has a 'dots' row:
+    the blend paints with that net's rows, and a one-style net alone cannot blend."""
+    import zoo
+    from tests.test_zoo import hub_entry, write_catalogue
+
+    multi = multi_transformer(seed=3)
+    save_transformer(multi, tmp_path / "models" / "multi")
+    single = TransformerNet(TransformerConfig(width=8, residual_blocks=2)).eval()
+    save_transformer(single, tmp_path / "models" / "single")
+    save_transformer(single, tmp_path / "models" / "single2")
+    entries = []
+    for style_id, folder, row in (("dots", "single", None), ("waves", "multi", "waves"),
+                                  ("lines", "single2", None)):  # fmt: skip
+        sha = file_sha256(tmp_path / "models" / folder / "model.safetensors")
+        entry = hub_entry(style_id, "x/y", "0" * 40, sha)
+        entry["weights"] = {"bundled": f"models/{folder}", **({"style": row} if row else {})}
+        entries.append(entry)
+    catalogue = write_catalogue(tmp_path, *entries)
+    zoo.clear_cache()
+    try:
+        blend = zoo.load_blend({"dots": 0.6, "waves": 0.4}, catalogue=catalogue, progress=False)
+        assert zoo.load_blend({"waves": 0.4, "dots": 0.6}, catalogue=catalogue, progress=False)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                blend(photo), multi(photo, style={"dots": 0.6, "waves": 0.4}), atol=1e-5, rtol=0
+            )
+        with pytest.raises(NSTError, match="no multi-style network among them"):
+            zoo.load_blend({"dots": 0.5, "lines": 0.5}, catalogue=catalogue, progress=False)
+    finally:
+        zoo.clear_cache()
+
+
 def test_a_view_paints_its_own_style_and_shares_the_weights(photo: torch.Tensor) -> None:
     net = multi_transformer()
     view = net.with_style("blocks")

@@ -235,26 +235,29 @@ def load_blend(
     progress: bool = True,
 ) -> TransformerNet:
     """A net that paints a blend of catalogue styles, e.g. ``{"starry_night": 0.7,
-    "the_scream": 0.3}``: a view of the one multi-style net they all belong to (the
-    convex combination of their rows). Styles of separate nets cannot be blended."""
+    "water_lilies": 0.3}``: a view of one multi-style net (the convex combination of its
+    rows). That is the net the styles all belong to or, when some of them ship as nets of
+    their own, the first of their multi-style nets that has a row for each of them (its own
+    version of those paintings). Other styles of separate nets cannot be blended."""
     if not shares:
         raise NSTError("A blend needs at least one style.")
     sources = [_resolve(style_id, catalogue) for style_id in shares]
-    if any(s.entry is None or s.entry.net_style is None for s in sources):
-        raise NSTError(
-            "Only styles of one multi-style network blend; "
-            f"{', '.join(repr(k) for k in shares)} are not all such styles (`python -m zoo "
-            "info ID` names a style's network)."
-        )
-    keys = {s.key(str(torch.device(device))) for s in sources}
-    if len(keys) > 1:
-        raise NSTError(
-            f"{', '.join(repr(k) for k in shares)} belong to different networks; only styles "
-            "of one multi-style network blend."
-        )
-    net = load(next(iter(shares)), device, catalogue=catalogue, progress=progress)
-    rows = {s.entry.net_style: float(w) for s, w in zip(sources, shares.values(), strict=True)}
-    return net.with_style(rows)
+    dev = str(torch.device(device))
+    for style_id, source in zip(shares, sources, strict=True):
+        if source.entry is None or source.entry.net_style is None:
+            continue
+        rows = {
+            (other.entry.net_style if other.key(dev) == source.key(dev) else other_id): w
+            for other_id, other, w in zip(shares, sources, shares.values(), strict=True)
+        }  # fmt: skip
+        net = load(style_id, device, catalogue=catalogue, progress=progress)
+        if all(row in net.config.style_ids for row in rows):
+            return net.with_style({row: float(w) for row, w in rows.items()})
+    raise NSTError(
+        f"{', '.join(repr(k) for k in shares)} belong to different networks, and no "
+        "multi-style network among them has a row for each; only styles of one multi-style "
+        "network blend (`python -m zoo info ID` names a style's network)."
+    )
 
 
 def _view(net: TransformerNet, key: tuple[Any, ...], row: str, subject: str) -> TransformerNet:

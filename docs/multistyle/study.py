@@ -184,6 +184,8 @@ def grid(args: argparse.Namespace) -> None:
     shots = [load_image(CONTENT / name) for name in GRID_PHOTOS]
     rows = []
     entries = net.config.styles or [net.config.style]  # a one-style net has its one
+    if args.only:
+        entries = [entry for entry in entries if entry["id"] in args.only]
     for entry in entries:
         style_id = entry["id"]
         choice = style_id if net.config.num_styles > 1 else None
@@ -222,7 +224,7 @@ def main() -> None:
     parser.add_argument("command", choices=["score", "report", "curve", "grid", "discs"])
     parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
     parser.add_argument("--label", help="score: the name of this net in the tables")
-    parser.add_argument("--only", nargs="*", help="score: these style ids only")
+    parser.add_argument("--only", nargs="*", help="score, grid: these style ids only")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--size", type=int, default=384, help="grid: the photos' long side")
     parser.add_argument("--cell", type=int, default=180, help="grid: a picture's cell (px)")
