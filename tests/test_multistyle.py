@@ -246,8 +246,9 @@ def test_blend_keeps_the_rest_for_the_base_style() -> None:
 def test_a_style_with_a_net_of_its_own_blends_through_the_multi_style_net_that_has_its_row(
     tmp_path: Path, photo: torch.Tensor
 ) -> None:
-    """'dots' ships as a one-style net, 'waves' as a row of a net that also has a 'dots' row:
-    the blend paints with that net's rows, and a one-style net alone cannot blend."""
+    """'dots' and 'blocks' ship as one-style nets, 'waves' as a row of a net that also has
+    rows for them: blends of them paint with that net's rows; 'lines', a one-style net with
+    no row anywhere, cannot blend."""
     import zoo
     from tests.test_zoo import hub_entry, write_catalogue
 
@@ -257,8 +258,9 @@ def test_a_style_with_a_net_of_its_own_blends_through_the_multi_style_net_that_h
     save_transformer(single, tmp_path / "models" / "single")
     save_transformer(single, tmp_path / "models" / "single2")
     entries = []
-    for style_id, folder, row in (("dots", "single", None), ("waves", "multi", "waves"),
-                                  ("lines", "single2", None)):  # fmt: skip
+    listed = [("dots", "single", None), ("waves", "multi", "waves"),
+              ("lines", "single2", None), ("blocks", "single", None)]  # fmt: skip
+    for style_id, folder, row in listed:
         sha = file_sha256(tmp_path / "models" / folder / "model.safetensors")
         entry = hub_entry(style_id, "x/y", "0" * 40, sha)
         entry["weights"] = {"bundled": f"models/{folder}", **({"style": row} if row else {})}
@@ -272,7 +274,12 @@ def test_a_style_with_a_net_of_its_own_blends_through_the_multi_style_net_that_h
             torch.testing.assert_close(
                 blend(photo), multi(photo, style={"dots": 0.6, "waves": 0.4}), atol=1e-5, rtol=0
             )
-        with pytest.raises(NSTError, match="no multi-style network among them"):
+        both_own = zoo.load_blend({"dots": 0.5, "blocks": 0.5}, catalogue=catalogue, progress=False)
+        with torch.no_grad():
+            torch.testing.assert_close(
+                both_own(photo), multi(photo, style={"dots": 0.5, "blocks": 0.5}), atol=1e-5, rtol=0
+            )
+        with pytest.raises(NSTError, match="no multi-style network has a row for each"):
             zoo.load_blend({"dots": 0.5, "lines": 0.5}, catalogue=catalogue, progress=False)
     finally:
         zoo.clear_cache()

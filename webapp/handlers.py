@@ -184,7 +184,7 @@ class Handlers:
                 page's).
             strength: 1 for the full style, 0 for the photo itself.
             preserve_colors: keep the photo's colours and take the style's luminance.
-            blend_style: a second style of the same multi-style network to mix in
+            blend_style: a second style to mix in (Johnson: both rows of one multi-style net)
                 (empty: none).
             blend: the second style's share of the mix, 0 to 1.
 

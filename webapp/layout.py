@@ -68,7 +68,7 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                     blend_style = gr.Dropdown(
                         choices=[("none", ""), *((s.title, s.id) for s in styles)], value="",
                         label="Blend with", allow_custom_value=True, elem_id="blend-style",
-                        info="a second style (Johnson: of the same multi-style network)",
+                        info="a second style (Johnson: both rows of one multi-style net)",
                     )  # fmt: skip
                     blend = Setting(
                         0.0, 1.0, value=0.5, step=0.05, label="Blend share",

@@ -237,27 +237,36 @@ def load_blend(
     """A net that paints a blend of catalogue styles, e.g. ``{"starry_night": 0.7,
     "water_lilies": 0.3}``: a view of one multi-style net (the convex combination of its
     rows). That is the net the styles all belong to or, when some of them ship as nets of
-    their own, the first of their multi-style nets that has a row for each of them (its own
-    version of those paintings). Other styles of separate nets cannot be blended."""
+    their own, the first multi-style net (theirs first, then the catalogue's) that has a row
+    for each of them: its own version of those paintings. Otherwise they cannot blend."""
     if not shares:
         raise NSTError("A blend needs at least one style.")
     sources = [_resolve(style_id, catalogue) for style_id in shares]
     dev = str(torch.device(device))
-    for style_id, source in zip(shares, sources, strict=True):
-        if source.entry is None or source.entry.net_style is None:
+    candidates = [(i, s) for i, s in zip(shares, sources, strict=True) if _is_row(s)]
+    candidates += [(e.id, _Source(f"Style '{e.id}'", e)) for e in read_catalogue(catalogue)]
+    tried = set()
+    for style_id, candidate in candidates:
+        if not _is_row(candidate) or candidate.key(dev) in tried:
             continue
+        tried.add(candidate.key(dev))
         rows = {
-            (other.entry.net_style if other.key(dev) == source.key(dev) else other_id): w
-            for other_id, other, w in zip(shares, sources, shares.values(), strict=True)
+            (source.entry.net_style if source.key(dev) == candidate.key(dev) else other): w
+            for other, source, w in zip(shares, sources, shares.values(), strict=True)
         }  # fmt: skip
         net = load(style_id, device, catalogue=catalogue, progress=progress)
         if all(row in net.config.style_ids for row in rows):
             return net.with_style({row: float(w) for row, w in rows.items()})
     raise NSTError(
         f"{', '.join(repr(k) for k in shares)} belong to different networks, and no "
-        "multi-style network among them has a row for each; only styles of one multi-style "
-        "network blend (`python -m zoo info ID` names a style's network)."
+        "multi-style network has a row for each; only styles of one multi-style network "
+        "blend (`python -m zoo info ID` names a style's network)."
     )
+
+
+def _is_row(source: _Source) -> bool:
+    """Whether ``source`` is a style of a multi-style net (a row of it)."""
+    return source.entry is not None and source.entry.net_style is not None
 
 
 def _view(net: TransformerNet, key: tuple[Any, ...], row: str, subject: str) -> TransformerNet:
