@@ -1,10 +1,12 @@
 """The README's figure of the zoo's bundled styles on photos not used in training.
 
     python -m docs.figures.make_zoo_figure [--size 320] [--photos tubingen.jpg golden_gate.jpg ...]
+        [--styles starry_night great_wave ...] [--out docs/figures/zoo_styles.jpg]
 
-One row per bundled style: the painting, then each held-out photo from the data folder's
-photos stylised by the style's Johnson network (nst.johnson), with the time it took. Writes
-docs/figures/zoo_styles.jpg and prints the machine.
+One row per bundled style (or per style of ``--styles``): the painting, then each held-out
+photo from the data folder's photos stylised by the style's Johnson network (nst.johnson),
+with the time it took. Writes docs/figures/zoo_styles.jpg (or ``--out``) and prints the
+machine.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=320, help="long side of each stylised photo")
     parser.add_argument("--cell", type=int, default=200)
     parser.add_argument("--photos", nargs="+", default=list(PHOTOS))
+    parser.add_argument("--styles", nargs="+", help="these catalogue ids (default: all bundled)")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "figures" / "zoo_styles.jpg")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -44,6 +47,8 @@ def main() -> None:
 
     photos = [load_image(CONTENT / name) for name in args.photos]
     styles = [s for s in zoo.list_styles() if s.is_bundled]
+    if args.styles:
+        styles = [s for s in styles if s.id in args.styles]
     cell, pad, strip = args.cell, 4, 18
     rows = [("photo", None, [fit(p, cell) for p in photos], [""] * len(photos))]
     for style in styles:
