@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import time
+import unicodedata
 from pathlib import Path
 
 import torch
@@ -32,6 +33,11 @@ def fit(image: Image.Image, cell: int) -> Image.Image:
     side = min(image.size)
     left, top = (image.width - side) // 2, (image.height - side) // 2
     return image.crop((left, top, left + side, top + side)).resize((cell, cell))
+
+
+def ascii_label(text: str) -> str:
+    """``text`` without its accents: PIL's built-in font has no glyph for them."""
+    return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
 
 
 def main() -> None:
@@ -73,7 +79,7 @@ def main() -> None:
         y = r * (cell + strip + pad)
         if painting is not None:
             sheet.paste(painting, (0, y))
-        draw.text((4, y + cell + 3), title, fill="black")
+        draw.text((4, y + cell + 3), ascii_label(title), fill="black")
         for c, (image, label) in enumerate(zip(images, labels, strict=True), start=1):
             sheet.paste(image, (c * (cell + pad), y))
             draw.text((c * (cell + pad) + 4, y + cell + 3), label, fill="black")
