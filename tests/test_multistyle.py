@@ -268,6 +268,7 @@ def test_a_style_with_a_net_of_its_own_blends_through_the_multi_style_net_that_h
     catalogue = write_catalogue(tmp_path, *entries)
     zoo.clear_cache()
     try:
+        _the_cli_blends_them_too(tmp_path, catalogue, multi, photo)
         blend = zoo.load_blend({"dots": 0.6, "waves": 0.4}, catalogue=catalogue, progress=False)
         assert zoo.load_blend({"waves": 0.4, "dots": 0.6}, catalogue=catalogue, progress=False)
         with torch.no_grad():
@@ -283,6 +284,35 @@ def test_a_style_with_a_net_of_its_own_blends_through_the_multi_style_net_that_h
             zoo.load_blend({"dots": 0.5, "lines": 0.5}, catalogue=catalogue, progress=False)
     finally:
         zoo.clear_cache()
+
+
+def _the_cli_blends_them_too(
+    folder: Path, catalogue: Path, multi: TransformerNet, photo: torch.Tensor
+) -> None:
+    """``nst stylize --model dots --blend blocks:0.25`` with 'dots' a one-style zoo net."""
+    import os
+
+    from nst.cli import main
+    from nst.images import load_image, save_image, to_tensor
+
+    save_image(photo, folder / "photo.png")
+    out = folder / "cli.png"
+    args = ["stylize", str(folder / "photo.png"), "--model", "dots", "--engine", "torch",
+            "--precision", "fp32", "-o", str(out)]  # fmt: skip
+    before = os.environ.get("NST_ZOO_CATALOGUE")
+    os.environ["NST_ZOO_CATALOGUE"] = str(catalogue)
+    try:
+        assert main([*args, "--blend", "blocks:0.25"]) == 0
+        assert main([*args, "--blend", "lines:0.5"]) != 0  # no net has both rows
+    finally:
+        if before is None:
+            os.environ.pop("NST_ZOO_CATALOGUE")
+        else:
+            os.environ["NST_ZOO_CATALOGUE"] = before
+    with torch.no_grad():
+        saved = to_tensor(load_image(folder / "photo.png"))
+        expected = multi(saved, style={"dots": 0.75, "blocks": 0.25})
+    assert (to_tensor(load_image(out)) - expected).abs().max() <= 1 / 255 + 1e-6
 
 
 def test_a_view_paints_its_own_style_and_shares_the_weights(photo: torch.Tensor) -> None:

@@ -103,6 +103,14 @@ def choose_style(model: TransformerNet, style: str | None, blend: list[str]) -> 
     return model.with_style(model.blend(shares, base) if shares else base)
 
 
+def blend_through_zoo(name: str, shares: dict[str, float]) -> TransformerNet:
+    """--model ID --blend OTHER:SHARE where ID's own net holds one style: the zoo's blend,
+    through a multi-style net that has a row for each (else its error says why)."""
+    import zoo
+
+    return zoo.load_blend({name: 1.0 - sum(shares.values()), **shares})
+
+
 def resolve_model(name: str) -> TransformerNet:
     """A path that exists is loaded directly; anything else is asked of the zoo."""
     if Path(name).exists():
@@ -193,7 +201,12 @@ def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str |
 def run(args: argparse.Namespace) -> int:
     tile = parse_tile(args.tile)  # a bad --tile fails before the model is loaded
     parse_blend(args.blend)  # so does a bad --blend
-    model = choose_style(resolve_model(args.model), args.style, args.blend)
+    model = resolve_model(args.model)
+    zoo_id = not Path(args.model).exists()
+    if args.blend and args.style is None and model.config.num_styles == 1 and zoo_id:
+        model = blend_through_zoo(args.model, parse_blend(args.blend))
+    else:
+        model = choose_style(model, args.style, args.blend)
     if is_video(args.content):
         return run_video(args, model, tile)
     progress, close = _progress_bar()
