@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -243,10 +243,8 @@ def load_blend(
         raise NSTError("A blend needs at least one style.")
     sources = [_resolve(style_id, catalogue) for style_id in shares]
     dev = str(torch.device(device))
-    candidates = [(i, s) for i, s in zip(shares, sources, strict=True) if _is_row(s)]
-    candidates += [(e.id, _Source(f"Style '{e.id}'", e)) for e in read_catalogue(catalogue)]
     tried = set()
-    for style_id, candidate in candidates:
+    for style_id, candidate in _blend_candidates(shares, sources, catalogue):
         if not _is_row(candidate) or candidate.key(dev) in tried:
             continue
         tried.add(candidate.key(dev))
@@ -262,6 +260,15 @@ def load_blend(
         "multi-style network has a row for each; only styles of one multi-style network "
         "blend (`python -m zoo info ID` names a style's network)."
     )
+
+
+def _blend_candidates(
+    shares: Mapping[str, float], sources: list[_Source], catalogue: str | os.PathLike | None
+) -> Iterator[tuple[str, _Source]]:
+    """The blend's own styles, then the catalogue's; lazily, so a blend of one net's rows
+    never reads the catalogue again."""
+    yield from zip(shares, sources, strict=True)
+    yield from ((e.id, _Source(f"Style '{e.id}'", e)) for e in read_catalogue(catalogue))
 
 
 def _is_row(source: _Source) -> bool:
