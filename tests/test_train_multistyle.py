@@ -235,3 +235,74 @@ def test_the_norm_tables_learn_at_their_own_rate(tmp_path: Path, paintings: list
         id(p) for n in net.norms for p in (n.weight, n.bias)
     }
     assert len(convs["params"]) + len(norms["params"]) == len(list(net.parameters()))
+
+
+def test_a_repeated_painting_trains_its_count_of_steps_per_round_spread_out(
+    tmp_path: Path, paintings: list[Path]
+) -> None:
+    config = TrainConfig(
+        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"),
+        style_repeat=["noise=3"],
+    ).finish()  # fmt: skip
+    assert config.style_ids == ["stripes", "turned", "noise"]
+    cycle = config.style_cycle
+    assert sorted(cycle) == [0, 1, 2, 2, 2]
+    # Spread out: at most twice in a row, across the seam of two rounds too.
+    assert max(_runs(cycle + cycle)) <= 2
+
+
+def _runs(sequence: list[int]) -> list[int]:
+    """The lengths of the runs of equal neighbours."""
+    lengths = [1]
+    for a, b in zip(sequence, sequence[1:], strict=False):
+        lengths.append(lengths[-1] + 1 if a == b else 1)
+    return lengths
+
+
+@pytest.mark.parametrize("order", ["round_robin", "random"])
+def test_the_steps_follow_the_repeat_counts(
+    tmp_path: Path, paintings: list[Path], order: str
+) -> None:
+    from train.loop import _Run
+
+    config = TrainConfig(
+        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"),
+        style_repeat=["turned=4"], style_order=order,
+    ).finish()  # fmt: skip
+    run = _Run.__new__(_Run)
+    run.config, run.loss_fns = config, [None] * 3
+    picks = []
+    for step in range(600):
+        run.step = step
+        picks.append(run.style_of_step())
+    shares = [picks.count(i) / len(picks) for i in range(3)]
+    assert shares[1] == pytest.approx(4 / 6, abs=0.06)
+    assert shares[0] == pytest.approx(1 / 6, abs=0.05)
+    assert shares[2] == pytest.approx(1 / 6, abs=0.05)
+
+
+@pytest.mark.parametrize(
+    ("repeat", "message"),
+    [
+        (["noise"], "ID=N"),
+        (["noise=0"], "ID=N"),
+        (["noise=two"], "ID=N"),
+        (["monet=2"], "not one of this run's paintings: stripes, turned, noise"),
+    ],
+)
+def test_a_bad_style_repeat_is_refused_by_name(
+    tmp_path: Path, paintings: list[Path], repeat: list[str], message: str
+) -> None:
+    config = TrainConfig(
+        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"), style_repeat=repeat
+    )
+    with pytest.raises(UsageError, match=message.replace("'", ".")):
+        config.finish()
+
+
+def test_style_repeat_needs_several_paintings(tmp_path: Path, paintings: list[Path]) -> None:
+    config = TrainConfig(
+        style=str(paintings[0]), data="d", out=str(tmp_path / "run"), style_repeat=["stripes=2"]
+    )
+    with pytest.raises(UsageError, match="multi-style runs"):
+        config.finish()

@@ -102,6 +102,9 @@ class TrainConfig:
     dataset: str = ""  # dataset name for the model card; default: the data folder's name
     # Multi-style nets: which style each step trains ("round_robin" or "random").
     style_order: str = "round_robin"
+    # "ID=N": train painting ID N times per round instead of once (round robin), or N times
+    # as often (random); for a painting that lags the others, e.g. one new to the net.
+    style_repeat: list[str] = field(default_factory=list)
     # Add one painting to the multi-style (or plain) net of --init-from: only the new style's
     # (gamma, beta) rows train; the shared convolutions stay frozen.
     add_style: str | None = None
@@ -127,6 +130,30 @@ class TrainConfig:
         if self.add_style:
             return [self.add_style]
         return [self.style] if isinstance(self.style, str) else list(self.style)
+
+    @property
+    def style_counts(self) -> list[int]:
+        """How many steps each painting trains per round (--style-repeat; 1 by default)."""
+        counts = dict.fromkeys(self.style_ids, 1)
+        for item in self.style_repeat:
+            style_id, _, count = item.partition("=")
+            counts[style_id] = int(count)
+        return list(counts.values())
+
+    @property
+    def style_cycle(self) -> list[int]:
+        """One round of style indices: each painting its count of times, spread out
+        (smooth weighted round robin, so a repeated painting's steps do not bunch)."""
+        counts = self.style_counts
+        total = sum(counts)
+        credit = [0] * len(counts)
+        cycle = []
+        for _ in range(total):
+            credit = [c + n for c, n in zip(credit, counts, strict=True)]
+            pick = max(range(len(counts)), key=credit.__getitem__)
+            credit[pick] -= total
+            cycle.append(pick)
+        return cycle
 
     @property
     def style_ids(self) -> list[str]:
@@ -199,6 +226,7 @@ class TrainConfig:
             raise UsageError("At least one content layer and one style layer are needed.")
         if self.style_order not in ("round_robin", "random"):
             raise UsageError("--style-order must be round_robin or random.")
+        self._check_style_repeat()
         if self.add_style_init not in ("nearest", "mean"):
             raise UsageError("--add-style-init must be nearest or mean.")
         if self.norm_lr_scale <= 0:
@@ -220,6 +248,22 @@ class TrainConfig:
         if not self.dataset:
             self.dataset = Path(self.data).name
         return self
+
+    def _check_style_repeat(self) -> None:
+        ids = self.style_ids
+        for item in self.style_repeat:
+            style_id, sep, count = item.partition("=")
+            if not sep or not count.isdigit() or int(count) < 1:
+                raise UsageError(
+                    f"--style-repeat takes ID=N with N a whole number of at least 1, not '{item}'."
+                )
+            if len(ids) < 2:
+                raise UsageError("--style-repeat is for multi-style runs (several --style).")
+            if style_id not in ids:
+                raise UsageError(
+                    f"--style-repeat names '{style_id}', which is not one of this run's "
+                    f"paintings: {', '.join(ids)}."
+                )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -279,6 +323,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-order",
         choices=["round_robin", "random"],
         help="multi-style runs: the style each step trains (default round_robin)",
+    )
+    p.add_argument(
+        "--style-repeat",
+        nargs="+",
+        metavar="ID=N",
+        help="multi-style runs: train painting ID N times per round (default once each)",
     )
     p.add_argument(
         "--norm-lr-scale",

@@ -394,11 +394,16 @@ class _Run:
     def style_of_step(self) -> int:
         """The index (into loss_fns and rows) of the style the next step trains: a pure
         function of (seed, step), so a resumed run trains the same sequence."""
-        count = len(self.loss_fns)
-        if count == 1 or self.config.style_order == "round_robin":
-            return self.step % count
+        if len(self.loss_fns) == 1:
+            return 0
+        if self.config.style_order == "round_robin":
+            cycle = self.config.style_cycle
+            return cycle[self.step % len(cycle)]
         generator = torch.Generator().manual_seed(self.config.seed * 1_000_003 + self.step)
-        return int(torch.randint(0, count, (1,), generator=generator))
+        if not self.config.style_repeat:
+            return int(torch.randint(0, len(self.loss_fns), (1,), generator=generator))
+        counts = torch.tensor(self.config.style_counts, dtype=torch.float)
+        return int(torch.multinomial(counts, 1, generator=generator))
 
     def checkpoint(self) -> None:
         if not all_true(_weights_finite(self.model), self.ranks):
