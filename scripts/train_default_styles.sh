@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the zoo's default styles with the real VGG16 and ../shared/data/train into
-# $RUNS/<id>/ (default runs/, ignored by git), then bundle them with
-# scripts/bundle_default_styles.py.
+# $RUNS/<id>/ (default runs/, ignored by git), then bundle each with
+# python -m zoo add $RUNS/<id>/export --license "public domain".
 #
 # The CPU recipe (docs/zoo_training/README.md): each style continues from its bundled network
 # in zoo/models/<id> at its width (the last export: training accumulates across runs) with

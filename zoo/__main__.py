@@ -1,5 +1,5 @@
 """``python -m zoo list | info NAME | download NAME... | download --all | verify |
-export-onnx NAME -o FILE | cards``.
+export-onnx NAME -o FILE | cards | add EXPORT``.
 
 Errors meant for a person (:class:`NSTError`) print as one message and exit 1 (2 for a
 wrong command line);
@@ -9,8 +9,10 @@ wrong command line);
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from tqdm import tqdm  # a plain bar: shown in CI logs too, not only on a terminal
 
@@ -113,6 +115,34 @@ def cmd_cards(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_add(args: argparse.Namespace) -> int:
+    from zoo.bundle import bundle_export, read_info
+
+    name = args.name or _default_name(Path(args.export))
+    evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
+    training = {"dataset": args.dataset} if args.dataset else None
+    listed = bundle_export(
+        args.export,
+        name,
+        styles=args.styles,
+        info=read_info(args.info),
+        evaluation=evaluation,
+        training=training,
+        license=args.license,
+        catalogue=args.catalogue,
+    )
+    print(f"bundled '{args.export}' as models/{name}; listed {', '.join(listed)}")
+    return 0
+
+
+def _default_name(export: Path) -> str:
+    """A one-style export's style id; a multi-style one must be named."""
+    config = json.loads((export / "config.json").read_text()) if export.is_dir() else {}
+    if config.get("styles"):
+        raise UsageError("A multi-style net needs --name: its folder under models/.")
+    return str((config.get("style") or {}).get("id") or export.name)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m zoo", description="Style models: catalogue, download, verify."
@@ -146,6 +176,23 @@ def build_parser() -> argparse.ArgumentParser:
         "the catalogue's evaluation; the weights are not touched",
     )
     cards.set_defaults(run=cmd_cards)
+    add = sub.add_parser(
+        "add",
+        help="bundle a trained export (python -m train's RUN/export) under models/ and list "
+        "its styles in the catalogue",
+    )
+    add.add_argument("export", help="the export folder")
+    add.add_argument("--name", help="folder under models/ (default: a one-style net's id)")
+    add.add_argument("--styles", nargs="+", metavar="ID", help="list these only (default: all)")
+    add.add_argument(
+        "--info",
+        help="JSON: style id -> {title, painting, artist, year, license} for the catalogue "
+        "and the model card",
+    )
+    add.add_argument("--license", help="the paintings' licence where --info gives none")
+    add.add_argument("--evaluation", help="JSON: style id -> its judged record (model card)")
+    add.add_argument("--dataset", help="the training photos' name, for the model card")
+    add.set_defaults(run=cmd_add)
     return parser
 
 

@@ -332,3 +332,24 @@ def add_style(
         else:
             styles.append(checked.to_dict())
         _write_json_atomically(path, {"styles": styles})
+
+
+def repin(folder: str | os.PathLike, catalogue: str | os.PathLike | None = None) -> int:
+    """Give every entry whose weights are the bundled net in ``folder`` (not an adapter on
+    it) that file's current sha256: after the net was replaced in place. Returns how many
+    entries changed."""
+    path = catalogue_path(catalogue)
+    base_dir = path.resolve().parent
+    where = Path(folder).resolve().relative_to(base_dir).as_posix()
+    sha = file_sha256(Path(folder) / WEIGHTS_NAME)
+    with _write_lock:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        changed = 0
+        for entry in data.get("styles", []):
+            weights = entry.get("weights") or {}
+            if weights.get("bundled") == where and not weights.get("base"):
+                changed += entry.get("sha256") != sha
+                entry["sha256"] = sha
+        if changed:
+            _write_json_atomically(path, data)
+    return changed
