@@ -163,10 +163,12 @@ def test_the_command_line_bundles_and_names_what_it_listed(
     code = main([
         *cat, "add", export, "--name", "colours", "--styles", "red", "green",
         "--info", str(tmp_path / "info.json"), "--evaluation", str(tmp_path / "evaluation.json"),
-        "--license", "public domain", "--dataset", "Photos (3)",
+        "--license", "public domain", "--dataset", "Photos (3)", "--warm-start", "an older net",
     ])  # fmt: skip
     assert code == 0
     assert "listed red, green" in capsys.readouterr().out
+    training = zoo.get_style("red", book).training
+    assert (training["dataset"], training["init_from"]) == ("Photos (3)", "an older net")
     assert main([*cat, "list"]) == 0
     out = capsys.readouterr().out
     assert "Red Square" in out and "Green" in out and "Blue" not in out

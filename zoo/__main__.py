@@ -120,7 +120,8 @@ def cmd_add(args: argparse.Namespace) -> int:
 
     name = args.name or _default_name(Path(args.export))
     evaluation = json.loads(Path(args.evaluation).read_text()) if args.evaluation else None
-    training = {"dataset": args.dataset} if args.dataset else None
+    named = {"dataset": args.dataset, "init_from": args.warm_start}
+    training = {k: v for k, v in named.items() if v} or None
     listed = bundle_export(
         args.export,
         name,
@@ -192,6 +193,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--license", help="the paintings' licence where --info gives none")
     add.add_argument("--evaluation", help="JSON: style id -> its judged record (model card)")
     add.add_argument("--dataset", help="the training photos' name, for the model card")
+    add.add_argument(
+        "--warm-start",
+        help="what the model card names as the net training started from (default: the "
+        "run's --init-from as given)",
+    )
     add.set_defaults(run=cmd_add)
     return parser
 
