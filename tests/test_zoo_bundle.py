@@ -132,7 +132,6 @@ def test_a_net_without_a_listed_row_does_not_replace_it(tmp_path: Path) -> None:
     ("kwargs", "message"),
     [
         ({"styles": ["purple"]}, "has no style purple; its styles: red, green, blue"),
-        ({"info": {"purple": {}}}, "has no style purple"),
         ({"styles": ["red"], "license": None}, "Style 'red': give the painting's licence"),
         ({"name": "Bad Name!"}, "name 'Bad Name!' is not valid"),
     ],
@@ -172,3 +171,17 @@ def test_the_command_line_bundles_and_names_what_it_listed(
     assert main([*cat, "list"]) == 0
     out = capsys.readouterr().out
     assert "Red Square" in out and "Green" in out and "Blue" not in out
+
+
+def test_a_bundled_net_can_be_bundled_again_from_its_own_folder(tmp_path: Path) -> None:
+    """Re-listing (new info, say) from models/<name> itself keeps the weights."""
+    multi_export(tmp_path / "export")
+    book = empty_catalogue(tmp_path / "cat")
+    bundle_export(tmp_path / "export", "colours", styles=["red"], license="CC0", catalogue=book)
+    folder = tmp_path / "cat/models/colours"
+    weights = (folder / "model.safetensors").read_bytes()
+    bundle_export(folder, "colours", info=INFO, license="CC0", catalogue=book)
+    assert (folder / "model.safetensors").read_bytes() == weights
+    assert [e.title for e in zoo.list_styles(book)] == ["Red Square", "Green", "Blue Lake"]
+    assert all(r.ok for r in zoo.verify(book))
+    assert not list(folder.parent.glob(".*"))

@@ -40,7 +40,8 @@ def bundle_export(
     catalogue: str | os.PathLike | None = None,
 ) -> list[str]:
     """Copy ``export`` to ``models/<name>`` beside the catalogue and list ``styles`` (default:
-    every style of the net). ``info`` maps a style id to its title, painting, artist, year
+    every style of the net). ``info`` (a table that may hold other paintings too) maps a
+    style id to its title, painting, artist, year
     and licence (``license``: the licence of a painting it gives none for); ``evaluation`` to
     its judged record; ``training`` overrides fields of the net's training record (e.g. the
     dataset's name). Returns the ids listed."""
@@ -50,7 +51,7 @@ def bundle_export(
     styles_of_net = config["styles"] if multi else [config["style"]]
     ids = [str(style.get("id", "")) for style in styles_of_net]
     chosen = list(styles) if styles else ids
-    unknown = sorted({s for s in [*chosen, *(info or {}), *(evaluation or {})] if s not in ids})
+    unknown = sorted({s for s in chosen if s not in ids})
     if unknown:
         raise NSTError(
             f"'{source}' has no style {', '.join(unknown)}; its styles: {', '.join(ids)}."
@@ -118,19 +119,25 @@ def _copy_export(
     source: Path, folder: Path, config: dict[str, Any], entries: list[dict[str, Any]]
 ) -> None:
     """The weights, config.json and each style's painting; a bundled net holds nothing else
-    (its samples stay in the run)."""
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    shutil.copyfile(source / WEIGHTS_NAME, folder / WEIGHTS_NAME)
+    (its samples stay in the run). Written beside ``folder`` first and swapped in, so a
+    missing file leaves the bundled net as it was (``source`` may be ``folder`` itself)."""
+    missing = [_image_of(s) for s in entries if not (source / _image_of(s)).is_file()]
+    if missing:
+        raise NSTError(f"'{source}' lacks the paintings its config names: {', '.join(missing)}.")
+    staging = folder.with_name(f".{folder.name}.new")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
+    shutil.copyfile(source / WEIGHTS_NAME, staging / WEIGHTS_NAME)
     for style in entries:
         image = _image_of(style)
-        if not (source / image).is_file():
-            raise NSTError(f"'{source}' lacks the painting '{image}' its config names.")
-        (folder / image).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source / image, folder / image)
+        (staging / image).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source / image, staging / image)
     text = json.dumps(config, indent=2, ensure_ascii=False) + "\n"
-    atomic_write_text(folder / CONFIG_NAME, text)
+    atomic_write_text(staging / CONFIG_NAME, text)
+    if folder.exists():
+        shutil.rmtree(folder)
+    staging.rename(folder)
 
 
 def _entry(

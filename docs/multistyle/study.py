@@ -7,6 +7,11 @@ one-style nets and Gatys-100: the judged losses per style, and the flicker numbe
     python -m docs.multistyle.study curve --model runs/add_udnie --label udnie
     python -m docs.multistyle.study grid --model runs/multi/export [--out grid.jpg]
     python -m docs.multistyle.study discs --model zoo/models/starry_night [--size 512]
+    python -m docs.multistyle.study evaluation --label plain --out evaluation.json
+
+``evaluation`` writes one label's scores as the catalogue's evaluation records (style id ->
+record), for ``python -m zoo add --evaluation``; ``paintings.json`` beside this file is its
+``--info`` (titles, painters, years and licences of the paintings).
 
 ``curve`` judges every checkpoint of an ``--add-style`` run (the new style only) against
 its training minutes: the new-style curve, in ``docs/multistyle/curves.json``.
@@ -219,21 +224,52 @@ def discs(args: argparse.Namespace) -> None:
     print(json.dumps({"model": str(args.model), "size": args.size, "mean": mean, **shares}))
 
 
+def evaluation(args: argparse.Namespace) -> None:
+    """One label's scores as catalogue evaluation records: what the model card shows."""
+    entry = json.loads(SCORES.read_text())[args.label]
+    records = {}
+    for style_id, row in entry["styles"].items():
+        gatys = row["gatys"]
+        records[style_id] = {
+            "photos": list(PHOTOS),
+            "size": 512,
+            "content": round(row["content"], 3),
+            "style": round(row["style"], 4),
+            "total": round(row["total"], 3),
+            "gatys_100": {"content": round(gatys["content"], 3), "style": round(gatys["style"], 4)},
+            "ratio": {
+                "content": round(row["content"] / gatys["content"], 2),
+                "style": round(row["style"] / gatys["style"], 2),
+            },
+            "judged": entry["date"],
+        }
+    args.out.write_text(json.dumps(records, indent=2) + "\n")
+    print(f"wrote {args.out}: {', '.join(records)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["score", "report", "curve", "grid", "discs"])
+    commands = ["score", "report", "curve", "grid", "discs", "evaluation"]
+    parser.add_argument("command", choices=commands)
     parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
-    parser.add_argument("--label", help="score: the name of this net in the tables")
+    parser.add_argument("--label", help="score, evaluation: the name of this net in the tables")
     parser.add_argument("--only", nargs="*", help="score, grid: these style ids only")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--size", type=int, default=384, help="grid: the photos' long side")
     parser.add_argument("--cell", type=int, default=180, help="grid: a picture's cell (px)")
-    parser.add_argument("--out", type=Path, default=HERE / "grid.jpg", help="grid: the figure")
+    parser.add_argument(
+        "--out", type=Path, help="grid: the figure (default grid.jpg here); evaluation: the JSON"
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    {"score": score, "report": report, "curve": curve, "grid": grid,
-     "discs": discs}[args.command](args)
+    if args.command == "grid" and args.out is None:
+        args.out = HERE / "grid.jpg"
+    if args.command == "evaluation" and (args.out is None or args.label is None):
+        parser.error("evaluation needs --label and --out")
+    runs = {"score": score, "report": report, "curve": curve, "grid": grid, "discs": discs}
+    runs["evaluation"] = evaluation
+    runs[args.command](args)
 
 
 if __name__ == "__main__":
