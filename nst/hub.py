@@ -382,8 +382,6 @@ def upload_folder(
         raise _upload_error("Checking the Hugging Face token", exc, token) from None
     try:
         api.create_repo(repo_id, private=private, exist_ok=True)
-        return api.upload_folder(
-            repo_id=repo_id, folder_path=folder, commit_message=commit_message
-        )
+        return api.upload_folder(repo_id=repo_id, folder_path=folder, commit_message=commit_message)
     except Exception as exc:  # HTTP, network, validation: all end the same way
         raise _upload_error(f"Uploading to '{repo_id}'", exc, token) from None

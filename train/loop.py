@@ -204,9 +204,7 @@ def _with_added_style(config: TrainConfig, losses: list[PerceptualLoss] | None) 
     if config.add_style_init == "nearest" and losses:
         start = nearest_style(source, losses[0])
     copy_styles(model, source, [*range(len(old)), start])
-    model.config.training["add_style_start"] = (
-        "mean" if start is None else base.style_ids[start]
-    )
+    model.config.training["add_style_start"] = "mean" if start is None else base.style_ids[start]
     return model
 
 

@@ -223,8 +223,13 @@ def _publish_adapter(
         "year": style.get("year") or "unknown",
         "license": "unknown",
         "preview": f"previews/{style['id']}.jpg",
-        "weights": {"repo_id": repo_id, "filename": ADAPTER_WEIGHTS, "revision": info.oid,
-                    "style": style["id"], "base": base},  # fmt: skip
+        "weights": {
+            "repo_id": repo_id,
+            "filename": ADAPTER_WEIGHTS,
+            "revision": info.oid,
+            "style": style["id"],
+            "base": base,
+        },  # fmt: skip
         "sha256": file_sha256(folder / ADAPTER_WEIGHTS),
     }
     result = PublishResult(repo_id, files, info.oid, str(info.commit_url), entry, [entry])

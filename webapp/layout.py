@@ -134,8 +134,16 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         johnson = gr.on(
             [run.click, run_johnson.click],
             handlers.johnson,
-            inputs=[photo, style, style_image, johnson_size, strength, preserve_colors,
-                    blend_style, blend],
+            inputs=[
+                photo,
+                style,
+                style_image,
+                johnson_size,
+                strength,
+                preserve_colors,
+                blend_style,
+                blend,
+            ],
             outputs=[johnson_out, johnson_status],
             api_name="johnson",
             concurrency_id="johnson",

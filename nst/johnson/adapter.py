@@ -110,4 +110,3 @@ def apply_adapter(base: Any, base_sha256: str, folder: str | os.PathLike) -> Any
         state[key] = torch.cat([table, rows[key].to(table).unsqueeze(0)])
     grown.load_state_dict(state)
     return grown.to(next(base.parameters()).device).eval()
-

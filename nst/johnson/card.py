@@ -238,14 +238,21 @@ def _evaluation_by_style(records: Mapping[str, Mapping[str, Any]]) -> dict[str, 
         "photos": list(first.get("photos", [])),
         "size": first.get("size", "?"),
         "judged": first.get("judged"),
-        "header": ("style", "content", "style", "content + 10 x style", "content / Gatys-100",
-                   "style / Gatys-100", "total / Gatys-100"),  # fmt: skip
+        "header": (
+            "style",
+            "content",
+            "style",
+            "content + 10 x style",
+            "content / Gatys-100",
+            "style / Gatys-100",
+            "total / Gatys-100",
+        ),  # fmt: skip
         "rows": rows,
     }
 
 
 def _painting(style: Mapping[str, Any]) -> str:
-    """"*The Starry Night* by Vincent van Gogh (1889)", or "" when it names none."""
+    """ "*The Starry Night* by Vincent van Gogh (1889)", or "" when it names none."""
     painting = style.get("painting") or style.get("title")
     if not painting:
         return ""
