@@ -185,3 +185,26 @@ def test_a_bundled_net_can_be_bundled_again_from_its_own_folder(tmp_path: Path) 
     assert [e.title for e in zoo.list_styles(book)] == ["Red Square", "Green", "Blue Lake"]
     assert all(r.ok for r in zoo.verify(book))
     assert not list(folder.parent.glob(".*"))
+
+
+def test_a_one_style_export_is_bundled_under_its_id(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(0)
+    net = TransformerNet(TransformerConfig(width=8, residual_blocks=1, style={"id": "mono"}))
+    save_transformer(net, tmp_path / "export")
+    Image.new("RGB", (40, 30), "gray").save(tmp_path / "export/style.jpg")
+    book = empty_catalogue(tmp_path / "cat")
+    assert (
+        main(["--catalogue", str(book), "add", str(tmp_path / "export"), "--license", "CC0"]) == 0
+    )
+    assert "as models/mono; listed mono" in capsys.readouterr().out
+    entry = zoo.get_style("mono", book)
+    assert entry.weights == {"bundled": "models/mono"} and entry.license == "CC0"
+    assert (tmp_path / "cat/models/mono/style.jpg").is_file()
+    photo = torch.rand(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = net.eval()(photo)
+        torch.testing.assert_close(
+            zoo.load("mono", catalogue=book, progress=False)(photo), expected
+        )
