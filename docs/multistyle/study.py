@@ -214,7 +214,8 @@ def discs(args: argparse.Namespace) -> None:
     """The share of each GRID_PHOTOS picture painted in the stars' yellow where the photo
     itself is not yellow: how much of a face or a sky Starry Night covers with discs."""
     net, _ = resolve(args.model)
-    choice = "starry_night" if net.config.num_styles > 1 else None
+    row = args.only[0] if args.only else "starry_night"
+    choice = row if net.config.num_styles > 1 else None
     shares = {}
     for name in GRID_PHOTOS:
         photo = to_tensor(load_image(CONTENT / name, long_side=args.size))
@@ -253,7 +254,9 @@ def main() -> None:
     parser.add_argument("command", choices=commands)
     parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
     parser.add_argument("--label", help="score, evaluation: the name of this net in the tables")
-    parser.add_argument("--only", nargs="*", help="score, grid: these style ids only")
+    parser.add_argument(
+        "--only", nargs="*", help="score, grid: these style ids only; discs: the row to judge"
+    )
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--size", type=int, default=384, help="grid: the photos' long side")
     parser.add_argument("--cell", type=int, default=180, help="grid: a picture's cell (px)")
