@@ -306,3 +306,19 @@ def test_style_repeat_needs_several_paintings(tmp_path: Path, paintings: list[Pa
     )
     with pytest.raises(UsageError, match="multi-style runs"):
         config.finish()
+
+
+def test_a_resumed_run_may_change_the_repeat_counts(tmp_path: Path, paintings: list[Path]) -> None:
+    import json
+
+    from train.__main__ import resolve_config
+    from train.loop import RUN_CONFIG_NAME
+
+    out = tmp_path / "run"
+    out.mkdir()
+    saved = TrainConfig(style=[str(p) for p in paintings], data="d", out=str(out)).finish()
+    (out / RUN_CONFIG_NAME).write_text(json.dumps(saved.to_dict()))
+    config, resume = resolve_config(["--out", str(out), "--resume", "--style-repeat", "noise=3"])
+    assert resume and config.style_counts == [1, 1, 3]
+    with pytest.raises(UsageError, match="style_weight"):
+        resolve_config(["--out", str(out), "--resume", "--style-weight", "5"])

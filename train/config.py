@@ -34,6 +34,7 @@ RESUMABLE_OVERRIDES = frozenset(
         "export",
         "save_rank_weights",
         "compile",
+        "style_repeat",  # how often each painting trains from here on
     }
 )
 
