@@ -388,6 +388,23 @@ def test_max_minutes_stops_with_a_checkpoint_and_export_and_counts_resumes(setup
     assert len(read_csv(out / "metrics.csv")) == 2
 
 
+def test_lr_warmup_ramps_the_rate_up_then_hands_over_to_the_decay() -> None:
+    from train.config import TrainConfig, UsageError
+    from train.loop import learning_rate
+
+    ramp = TrainConfig(lr=1e-3, lr_final=1e-4, lr_warmup=10)
+    assert learning_rate(ramp, 0, 0.0, 100) == pytest.approx(1e-4)  # a tenth of the way up
+    assert learning_rate(ramp, 4, 0.0, 100) == pytest.approx(1e-3 * 0.5 - 9e-4 * 0.04 * 0.5)
+    assert learning_rate(ramp, 9, 0.0, 100) == pytest.approx(1e-3 - 9e-4 * 0.09)
+    assert learning_rate(ramp, 50, 0.0, 100) == pytest.approx(5.5e-4)  # the decay alone
+    flat = TrainConfig(lr=2e-3, lr_warmup=4)
+    assert [learning_rate(flat, s, 0.0, 100) for s in range(5)] == pytest.approx(
+        [5e-4, 1e-3, 1.5e-3, 2e-3, 2e-3]
+    )
+    with pytest.raises(UsageError, match="--lr-warmup"):
+        TrainConfig(style="a.jpg", data="d", out="o", lr_warmup=-1).finish()
+
+
 def test_lr_final_decays_linearly_over_steps_or_the_time_budget(setup):
     from train.config import TrainConfig
     from train.loop import learning_rate

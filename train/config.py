@@ -64,6 +64,11 @@ class TrainConfig:
     # When set, the rate falls linearly from lr to lr_final over the run (its iterations, or
     # its --max-minutes, whichever ends it first): less noise in the last weights.
     lr_final: float | None = None
+    # Steps over which the rate climbs linearly from near 0 to lr. A warm start (--init-from)
+    # begins with a fresh Adam, whose first updates are about lr per weight whatever the
+    # gradient: without a warm-up they shake a trained net off its minimum for hundreds of
+    # steps before the run gains anything.
+    lr_warmup: int = 0
     content_weight: float = 1.0
     style_weight: float = 10.0  # normalised losses: 30 matched the style no better, lost content
     tv_weight: float = 10.0  # total variation: smooths the 9x9 output conv's speckle
@@ -213,6 +218,8 @@ class TrainConfig:
             raise UsageError(f"--lr must be positive, not {self.lr}.")
         if self.lr_final is not None and not 0 < self.lr_final <= self.lr:
             raise UsageError(f"--lr-final must be in (0, --lr], not {self.lr_final}.")
+        if self.lr_warmup < 0:
+            raise UsageError(f"--lr-warmup must not be negative, not {self.lr_warmup}.")
         for name in ("content_weight", "style_weight", "tv_weight"):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')} must not be negative.")
@@ -365,6 +372,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr-final",
         type=float,
         help="decay the rate linearly to this over the run (its steps or --max-minutes)",
+    )
+    p.add_argument(
+        "--lr-warmup",
+        type=int,
+        metavar="STEPS",
+        help="raise the rate linearly from 0 over the first STEPS steps: steadies a warm "
+        "start's fresh Adam (default 0)",
     )
     p.add_argument("--content-weight", type=float, help=f"default {d.content_weight}")
     p.add_argument("--style-weight", type=float, help=f"default {d.style_weight}")

@@ -621,18 +621,20 @@ def _finish(run: _Run) -> Path | None:
 
 
 def learning_rate(config: TrainConfig, step: int, train_seconds: float, iterations: int) -> float:
-    """The rate of the next step: --lr, or falling linearly to --lr-final over the run.
+    """The rate of the next step: --lr, or falling linearly to --lr-final over the run,
+    times the --lr-warmup ramp over the first steps.
 
     Progress is the larger of steps done / iterations and time spent / --max-minutes, so a
     time-budgeted run ends its decay when its time ends.
     """
+    warmup = min(1.0, (step + 1) / config.lr_warmup) if config.lr_warmup else 1.0
     if config.lr_final is None:
-        return config.lr
+        return config.lr * warmup
     progress = step / max(1, iterations)
     if config.max_minutes is not None:
         progress = max(progress, train_seconds / (config.max_minutes * 60.0))
     progress = min(1.0, progress)
-    return config.lr + (config.lr_final - config.lr) * progress
+    return (config.lr + (config.lr_final - config.lr) * progress) * warmup
 
 
 def set_learning_rate(optimizer: torch.optim.Optimizer, lr: float) -> None:
