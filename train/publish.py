@@ -229,7 +229,7 @@ def _publish_adapter(
             "revision": info.oid,
             "style": style["id"],
             "base": base,
-        },  # fmt: skip
+        },
         "sha256": file_sha256(folder / ADAPTER_WEIGHTS),
     }
     result = PublishResult(repo_id, files, info.oid, str(info.commit_url), entry, [entry])

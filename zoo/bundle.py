@@ -63,11 +63,8 @@ def bundle_export(
         style.update({k: v for k, v in given[style["id"]].items() if k in CONFIG_FIELDS})
     if training:
         config["training"] = {**config.get("training", {}), **training}
-    entries = [
-        _entry(style, config, name, multi, given[style["id"]])
-        for style in styles_of_net
-        if style["id"] in chosen
-    ]
+    listed = [style for style in styles_of_net if style["id"] in chosen]
+    entries = [_entry(style, config, name, multi, given[style["id"]]) for style in listed]
     for entry in entries:
         if evaluation and entry["id"] in evaluation:
             entry["evaluation"] = dict(evaluation[entry["id"]])
@@ -75,7 +72,7 @@ def bundle_export(
     folder = book.resolve().parent / "models" / name
     _check_entries_kept(book, folder, ids)
     _copy_export(source, folder, config, styles_of_net)
-    for entry, style in zip(entries, [s for s in styles_of_net if s["id"] in chosen], strict=True):
+    for entry, style in zip(entries, listed, strict=True):
         add_style(entry, book, source_image=folder / _image_of(style))
     repin(folder, book)
     write_card(folder, evaluation=card_evaluation(folder, book))

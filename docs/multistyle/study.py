@@ -249,9 +249,16 @@ def evaluation(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    commands = {
+        "score": score,
+        "report": report,
+        "curve": curve,
+        "grid": grid,
+        "discs": discs,
+        "evaluation": evaluation,
+    }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    commands = ["score", "report", "curve", "grid", "discs", "evaluation"]
-    parser.add_argument("command", choices=commands)
+    parser.add_argument("command", choices=list(commands))
     parser.add_argument("--model", type=Path, help="score: an export folder or a run folder")
     parser.add_argument("--label", help="score, evaluation: the name of this net in the tables")
     parser.add_argument(
@@ -270,9 +277,7 @@ def main() -> None:
         args.out = HERE / "grid.jpg"
     if args.command == "evaluation" and (args.out is None or args.label is None):
         parser.error("evaluation needs --label and --out")
-    runs = {"score": score, "report": report, "curve": curve, "grid": grid, "discs": discs}
-    runs["evaluation"] = evaluation
-    runs[args.command](args)
+    commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -246,13 +246,14 @@ def _evaluation_by_style(records: Mapping[str, Mapping[str, Any]]) -> dict[str, 
             "content / Gatys-100",
             "style / Gatys-100",
             "total / Gatys-100",
-        ),  # fmt: skip
+        ),
         "rows": rows,
     }
 
 
 def _painting(style: Mapping[str, Any]) -> str:
-    """ "*The Starry Night* by Vincent van Gogh (1889)", or "" when it names none."""
+    """The painting's credit, e.g. "*The Starry Night* by Vincent van Gogh (1889)"; "" when
+    the style names none."""
     painting = style.get("painting") or style.get("title")
     if not painting:
         return ""
