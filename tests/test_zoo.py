@@ -115,6 +115,24 @@ def test_shipped_catalogue_is_valid_and_complete() -> None:
         assert result.ok, f"{result.id}: {result.status}"
 
 
+@pytest.mark.parametrize(
+    ("size", "fmt", "copied"),
+    [((512, 340), "JPEG", True), ((900, 600), "JPEG", False), ((300, 200), "PNG", False)],
+)
+def test_write_preview_keeps_a_small_jpeg_byte_for_byte(
+    tmp_path: Path, size: tuple[int, int], fmt: str, copied: bool
+) -> None:
+    """An export's 512 px painting is served as it is: a second JPEG encoding would move the
+    style the zoo's own test judges against. Larger or non-JPEG paintings are re-encoded."""
+    source = tmp_path / f"painting.{fmt.lower()}"
+    noise = torch.rand(size[1], size[0], 3).mul(255).byte().numpy()
+    Image.fromarray(noise).save(source, format=fmt, quality=92)
+    target = zoo.catalogue.write_preview(source, tmp_path / "previews" / "p.jpg")
+    assert (target.read_bytes() == source.read_bytes()) is copied
+    with Image.open(target) as preview:
+        assert preview.format == "JPEG" and max(preview.size) == min(512, max(size))
+
+
 def test_add_style_bundled_writes_preview_and_loads(tmp_path: Path) -> None:
     catalogue = tmp_path / "zoo" / "catalogue.json"
     model = tiny_model(3)

@@ -264,14 +264,31 @@ def _parse_catalogue(path: Path) -> list[StyleEntry]:
 
 
 def write_preview(source_image: str | os.PathLike, target: Path) -> Path:
-    """Write a downscaled JPEG (long side 512 px) of the painting: the app's style image."""
+    """Write a downscaled JPEG (long side 512 px) of the painting: the app's style image.
+
+    A JPEG that is already small enough (an export's ``styles/<id>.jpg``) is copied byte for
+    byte: a second encoding would drift from the painting the net was trained and is judged
+    on (tests/test_zoo_styles.py measures the style against this file)."""
     from nst.images import load_image
 
     image = load_image(source_image)
-    image.thumbnail((PREVIEW_LONG_SIDE, PREVIEW_LONG_SIDE))
     with atomic_path(target) as tmp:
-        image.save(tmp, format="JPEG", quality=90)
+        if _is_small_jpeg(Path(source_image), image.size):
+            Path(tmp).write_bytes(Path(source_image).read_bytes())
+        else:
+            image.thumbnail((PREVIEW_LONG_SIDE, PREVIEW_LONG_SIDE))
+            image.save(tmp, format="JPEG", quality=90)
     return target
+
+
+def _is_small_jpeg(path: Path, size: tuple[int, int]) -> bool:
+    """A plain RGB JPEG, upright, within the preview size: safe to serve as it is."""
+    from PIL import Image
+
+    with Image.open(path) as original:
+        upright = original.getexif().get(0x0112, 1) == 1  # EXIF orientation tag
+        plain = original.format == "JPEG" and original.mode == "RGB" and upright
+        return plain and original.size == size and max(size) <= PREVIEW_LONG_SIDE
 
 
 def _write_json_atomically(path: Path, data: dict[str, Any]) -> None:
