@@ -48,9 +48,11 @@ def test_one_run_trains_every_painting(tmp_path: Path, paintings: list[Path]) ->
     photos = make_photos(tmp_path / "photos")
     out = tmp_path / "run"
     styles = [str(p) for p in paintings[:2]]
-    assert main(["--style", *styles, "--data", str(photos), "--out", str(out), *TINY]) == 0
+    scale = ["--style-scale", "turned=2"]
+    assert main(["--style", *styles, "--data", str(photos), "--out", str(out), *TINY, *scale]) == 0
     export = load_transformer(out / "export")
     assert export.config.style_ids == ["stripes", "turned"]
+    assert export.config.training["style_scale"] == ["turned=2"]  # the card states it
     assert (out / "export/styles/stripes.jpg").is_file()
     assert (out / "export/samples/turned").is_dir()
     # Round robin: 4 steps, 2 styles: both rows moved away from their common start.
@@ -281,6 +283,52 @@ def test_the_steps_follow_the_repeat_counts(
     assert shares[2] == pytest.approx(1 / 6, abs=0.05)
 
 
+def test_a_scaled_painting_pulls_its_style_harder_and_only_its_own(
+    tmp_path: Path, paintings: list[Path]
+) -> None:
+    from train.loop import build_losses
+
+    config = TrainConfig(
+        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"),
+        style_weight=10.0, style_scale=["noise=2.5"], style_size=48,
+        vgg_weights="random", vgg_width_divisor=8,
+    ).finish()  # fmt: skip
+    assert config.style_weights == [10.0, 10.0, 25.0]
+    losses = build_losses(config, torch.device("cpu"))
+    assert [loss.weights.style for loss in losses] == [10.0, 10.0, 25.0]
+    assert {loss.weights.content for loss in losses} == {config.content_weight}
+    # The same output and photo cost the scaled painting 1.5 x 10 x its style term more.
+    torch.manual_seed(0)
+    out, photo = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    plain = TrainConfig(**{**config.to_dict(), "style_scale": []}).finish()
+    base = build_losses(plain, torch.device("cpu"))[2]
+    scaled_total, parts = losses[2](out, losses[2].content_targets(photo))
+    base_total, _ = base(out, base.content_targets(photo))
+    assert parts["style"] > 0
+    assert float(scaled_total - base_total) == pytest.approx(15 * float(parts["style"]), rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("scale", "message"),
+    [
+        (["noise"], "ID=F"),
+        (["noise=0"], "ID=F"),
+        (["noise=-1"], "ID=F"),
+        (["noise=nan"], "ID=F"),
+        (["noise=much"], "ID=F"),
+        (["monet=2"], "not one of this run's paintings"),
+    ],
+)
+def test_a_bad_style_scale_is_refused_by_name(
+    tmp_path: Path, paintings: list[Path], scale: list[str], message: str
+) -> None:
+    config = TrainConfig(
+        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"), style_scale=scale
+    )
+    with pytest.raises(UsageError, match=f"--style-scale.*{message}"):
+        config.finish()
+
+
 @pytest.mark.parametrize(
     ("repeat", "message"),
     [
@@ -308,7 +356,9 @@ def test_style_repeat_needs_several_paintings(tmp_path: Path, paintings: list[Pa
         config.finish()
 
 
-def test_a_resumed_run_may_change_the_repeat_counts(tmp_path: Path, paintings: list[Path]) -> None:
+def test_a_resumed_run_may_change_the_repeat_counts_and_scales(
+    tmp_path: Path, paintings: list[Path]
+) -> None:
     import json
 
     from train.__main__ import resolve_config
@@ -320,5 +370,7 @@ def test_a_resumed_run_may_change_the_repeat_counts(tmp_path: Path, paintings: l
     (out / RUN_CONFIG_NAME).write_text(json.dumps(saved.to_dict()))
     config, resume = resolve_config(["--out", str(out), "--resume", "--style-repeat", "noise=3"])
     assert resume and config.style_counts == [1, 1, 3]
+    config, _ = resolve_config(["--out", str(out), "--resume", "--style-scale", "turned=2"])
+    assert config.style_weights == [saved.style_weight, 2 * saved.style_weight, saved.style_weight]
     with pytest.raises(UsageError, match="style_weight"):
         resolve_config(["--out", str(out), "--resume", "--style-weight", "5"])

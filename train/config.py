@@ -10,6 +10,8 @@ not the paper's raw numbers.
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ RESUMABLE_OVERRIDES = frozenset(
         "save_rank_weights",
         "compile",
         "style_repeat",  # how often each painting trains from here on
+        "style_scale",  # how hard each painting's style pulls from here on
     }
 )
 
@@ -111,6 +114,9 @@ class TrainConfig:
     # "ID=N": train painting ID N times per round instead of once (round robin), or N times
     # as often (random); for a painting that lags the others, e.g. one new to the net.
     style_repeat: list[str] = field(default_factory=list)
+    # "ID=F": painting ID's style weight is --style-weight x F; for a painting whose style
+    # lags at a content the others' weight leaves to spare.
+    style_scale: list[str] = field(default_factory=list)
     # Add one painting to the multi-style (or plain) net of --init-from: only the new style's
     # (gamma, beta) rows train; the shared convolutions stay frozen.
     add_style: str | None = None
@@ -145,6 +151,15 @@ class TrainConfig:
             style_id, _, count = item.partition("=")
             counts[style_id] = int(count)
         return list(counts.values())
+
+    @property
+    def style_weights(self) -> list[float]:
+        """Each painting's style weight: --style-weight, times its --style-scale."""
+        scales = dict.fromkeys(self.style_ids, 1.0)
+        for item in self.style_scale:
+            style_id, _, scale = item.partition("=")
+            scales[style_id] = float(scale)
+        return [self.style_weight * scale for scale in scales.values()]
 
     @property
     def style_cycle(self) -> list[int]:
@@ -234,7 +249,10 @@ class TrainConfig:
             raise UsageError("At least one content layer and one style layer are needed.")
         if self.style_order not in ("round_robin", "random"):
             raise UsageError("--style-order must be round_robin or random.")
-        self._check_style_repeat()
+        repeat_form = "ID=N with N a whole number of at least 1"
+        self._check_per_style("--style-repeat", self.style_repeat, repeat_form, _is_count)
+        scale_form = "ID=F with F a positive number"
+        self._check_per_style("--style-scale", self.style_scale, scale_form, _is_scale)
         if self.add_style_init not in ("nearest", "mean"):
             raise UsageError("--add-style-init must be nearest or mean.")
         if self.norm_lr_scale <= 0:
@@ -257,19 +275,20 @@ class TrainConfig:
             self.dataset = Path(self.data).name
         return self
 
-    def _check_style_repeat(self) -> None:
+    def _check_per_style(
+        self, flag: str, items: list[str], form: str, valid: Callable[[str], bool]
+    ) -> None:
+        """``ID=VALUE`` settings of a multi-style run: each names one of its paintings."""
         ids = self.style_ids
-        for item in self.style_repeat:
-            style_id, sep, count = item.partition("=")
-            if not sep or not count.isdigit() or int(count) < 1:
-                raise UsageError(
-                    f"--style-repeat takes ID=N with N a whole number of at least 1, not '{item}'."
-                )
+        for item in items:
+            style_id, sep, value = item.partition("=")
+            if not sep or not valid(value):
+                raise UsageError(f"{flag} takes {form}, not '{item}'.")
             if len(ids) < 2:
-                raise UsageError("--style-repeat is for multi-style runs (several --style).")
+                raise UsageError(f"{flag} is for multi-style runs (several --style).")
             if style_id not in ids:
                 raise UsageError(
-                    f"--style-repeat names '{style_id}', which is not one of this run's "
+                    f"{flag} names '{style_id}', which is not one of this run's "
                     f"paintings: {', '.join(ids)}."
                 )
 
@@ -280,6 +299,17 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _is_count(value: str) -> bool:
+    return value.isdigit() and int(value) >= 1
+
+
+def _is_scale(value: str) -> bool:
+    try:
+        return math.isfinite(float(value)) and float(value) > 0
+    except ValueError:
+        return False
 
 
 def _expand_styles(style: str | list[str]) -> str | list[str]:
@@ -337,6 +367,12 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         metavar="ID=N",
         help="multi-style runs: train painting ID N times per round (default once each)",
+    )
+    p.add_argument(
+        "--style-scale",
+        nargs="+",
+        metavar="ID=F",
+        help="multi-style runs: painting ID's style weight is --style-weight x F (default 1)",
     )
     p.add_argument(
         "--norm-lr-scale",

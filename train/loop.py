@@ -82,11 +82,11 @@ def build_losses(config: TrainConfig, device: torch.device) -> list[PerceptualLo
         device=device,
         width_divisor=config.vgg_width_divisor,
     )
-    weights = LossWeights(
-        content=config.content_weight, style=config.style_weight, tv=config.tv_weight
-    )
     losses = []
-    for path in config.style_paths:
+    for path, style_weight in zip(config.style_paths, config.style_weights, strict=True):
+        weights = LossWeights(
+            content=config.content_weight, style=style_weight, tv=config.tv_weight
+        )
         style = to_tensor(load_image(path, long_side=config.style_size), device)
         grams = blended_gram_targets(net, [style], config.style_layers)
         losses.append(
