@@ -309,42 +309,28 @@ def test_a_scaled_painting_pulls_its_style_harder_and_only_its_own(
 
 
 @pytest.mark.parametrize(
-    ("scale", "message"),
+    ("flag", "values", "message"),
     [
-        (["noise"], "ID=F"),
-        (["noise=0"], "ID=F"),
-        (["noise=-1"], "ID=F"),
-        (["noise=nan"], "ID=F"),
-        (["noise=much"], "ID=F"),
-        (["monet=2"], "not one of this run's paintings"),
+        ("style_repeat", ["noise"], "ID=N"),
+        ("style_repeat", ["noise=0"], "ID=N"),
+        ("style_repeat", ["noise=two"], "ID=N"),
+        ("style_repeat", ["monet=2"], "not one of this run's paintings: stripes, turned, noise"),
+        ("style_scale", ["noise"], "ID=F"),
+        ("style_scale", ["noise=0"], "ID=F"),
+        ("style_scale", ["noise=-1"], "ID=F"),
+        ("style_scale", ["noise=nan"], "ID=F"),
+        ("style_scale", ["noise=much"], "ID=F"),
+        ("style_scale", ["monet=2"], "not one of this run's paintings"),
     ],
 )
-def test_a_bad_style_scale_is_refused_by_name(
-    tmp_path: Path, paintings: list[Path], scale: list[str], message: str
+def test_a_bad_per_painting_setting_is_refused_by_name(
+    tmp_path: Path, paintings: list[Path], flag: str, values: list[str], message: str
 ) -> None:
     config = TrainConfig(
-        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"), style_scale=scale
+        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"), **{flag: values}
     )
-    with pytest.raises(UsageError, match=f"--style-scale.*{message}"):
-        config.finish()
-
-
-@pytest.mark.parametrize(
-    ("repeat", "message"),
-    [
-        (["noise"], "ID=N"),
-        (["noise=0"], "ID=N"),
-        (["noise=two"], "ID=N"),
-        (["monet=2"], "not one of this run's paintings: stripes, turned, noise"),
-    ],
-)
-def test_a_bad_style_repeat_is_refused_by_name(
-    tmp_path: Path, paintings: list[Path], repeat: list[str], message: str
-) -> None:
-    config = TrainConfig(
-        style=[str(p) for p in paintings], data="d", out=str(tmp_path / "run"), style_repeat=repeat
-    )
-    with pytest.raises(UsageError, match=message.replace("'", ".")):
+    option = "--" + flag.replace("_", "-")
+    with pytest.raises(UsageError, match=f"{option}.*{message}".replace("'", ".")):
         config.finish()
 
 

@@ -14,7 +14,7 @@ import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from nst.cli import comma_list
 from nst.errors import UsageError
@@ -146,20 +146,13 @@ class TrainConfig:
     @property
     def style_counts(self) -> list[int]:
         """How many steps each painting trains per round (--style-repeat; 1 by default)."""
-        counts = dict.fromkeys(self.style_ids, 1)
-        for item in self.style_repeat:
-            style_id, _, count = item.partition("=")
-            counts[style_id] = int(count)
-        return list(counts.values())
+        return _per_style(self.style_ids, self.style_repeat, 1, int)
 
     @property
     def style_weights(self) -> list[float]:
         """Each painting's style weight: --style-weight, times its --style-scale."""
-        scales = dict.fromkeys(self.style_ids, 1.0)
-        for item in self.style_scale:
-            style_id, _, scale = item.partition("=")
-            scales[style_id] = float(scale)
-        return [self.style_weight * scale for scale in scales.values()]
+        scales = _per_style(self.style_ids, self.style_scale, 1.0, float)
+        return [self.style_weight * scale for scale in scales]
 
     @property
     def style_cycle(self) -> list[int]:
@@ -299,6 +292,19 @@ class TrainConfig:
     def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+T = TypeVar("T")
+
+
+def _per_style(ids: list[str], items: list[str], default: T, parse: Callable[[str], T]) -> list[T]:
+    """One value per painting, in ``ids`` order: ``default``, or what an ``ID=VALUE`` item
+    gives it (items checked by ``TrainConfig._check_per_style``)."""
+    values = dict.fromkeys(ids, default)
+    for item in items:
+        style_id, _, value = item.partition("=")
+        values[style_id] = parse(value)
+    return list(values.values())
 
 
 def _is_count(value: str) -> bool:

@@ -166,8 +166,8 @@ def _write_export(tmp: Path, model: TransformerNet, found: ckpt.Checkpoint) -> N
     """The export folder's content: fp16 weights, config, style image, samples, card."""
     run = found.state.get("config", {})
     training = model.config.training
+    # Run settings a card states too.
     for key in ("lr_final", "lr_warmup", "max_minutes", "style_repeat", "style_scale"):
-        # run settings a card states too
         if run.get(key):  # a warm-up of 0 steps is none
             training[key] = run[key]
     record_progress(training, found.step, float(found.state.get("train_seconds", 0)))
