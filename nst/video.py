@@ -2,7 +2,8 @@
 
 Frames are decoded with PyAV (``pip install 'nst[video]'``), each is stylised as a photo
 would be (same plan: engine, precision, tiling; same ``strength`` and colour options),
-and the result is encoded as H.264 (libx264, else MPEG-4 part 2 when PyAV's FFmpeg lacks
+optionally steadied where the scene holds still (``steady``, :mod:`nst.temporal`), and
+the result is encoded as H.264 (libx264, else MPEG-4 part 2 when PyAV's FFmpeg lacks
 it) at the source's frame rate. The first audio stream is kept: copied packet for packet
 when the output container can hold its codec, else re-encoded to AAC.
 
@@ -27,6 +28,7 @@ from nst.files import atomic_path
 from nst.images import MIN_SIDE
 from nst.johnson.model import TransformerNet
 from nst.johnson.stylize import check_strength, prepare_stylizer
+from nst.temporal import FrameSmoother
 
 #: Input suffixes routed to the video path (FFmpeg reads many more; these are the usual).
 INPUT_SUFFIXES = (".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts")
@@ -246,16 +248,20 @@ def stylize_video(
     output: str | os.PathLike,
     *,
     size: int | None = None,
+    steady: float = 0.0,
     progress: FrameProgress | None = None,
     **options: Any,
 ) -> VideoResult:
     """Stylise every frame of ``source`` into the video file ``output`` (.mp4, .m4v,
     .mov, .mkv or .avi), keeping the frame rate and the audio. ``size``: the long side of
-    the output (None: the source's). ``options``: the other options of
+    the output (None: the source's). ``steady``: in [0, 1), how much of the last frames
+    stays where the scene is still (:class:`nst.temporal.FrameSmoother`; 0: every frame as
+    the net made it, the default). ``options``: the other options of
     :func:`nst.johnson.stylize` (strength, colours, device, tiling, precision, engine, ...);
     the net is planned and placed once for all frames."""
     av = _import_av()
     check_strength(options.get("strength", 1.0))  # a bad option fails before any work
+    smoother = FrameSmoother(steady)
     source, output = Path(source), Path(output)
     fmt = _output_format(output)
     name = f"'{source}'"
@@ -280,7 +286,8 @@ def stylize_video(
                     continue
                 rgb = item.to_ndarray(width=width, height=height, format="rgb24")
                 x = _to_tensor(rgb)
-                frame = av.VideoFrame.from_ndarray(_to_rgb(stylise(x, None)), format="rgb24")
+                shown = smoother(x, stylise(x, None))
+                frame = av.VideoFrame.from_ndarray(_to_rgb(shown), format="rgb24")
                 # The source's timing on a 1/rate clock, so the video stays in sync
                 # with the copied audio; strictly increasing, as encoders demand.
                 seconds = item.time if item.time is not None else frames / rate

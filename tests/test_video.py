@@ -3,13 +3,16 @@ bad input, and never a half-written output."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from fractions import Fraction
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from nets import small_transformer
+from PIL import Image
 from psnr import psnr
 
 from nst import color
@@ -55,6 +58,7 @@ def make_clip(
     audio: str | None = "aac",
     fmt: str | None = None,
     index_first: bool = False,
+    picture: Callable[[int], np.ndarray] = _picture,
 ) -> Path:
     """A tiny clip made with PyAV: W x H, FRAMES frames at FPS, optional mono audio.
     ``index_first``: MP4 with its index (moov) in front, so a cut copy still opens."""
@@ -63,12 +67,14 @@ def make_clip(
         if video:
             stream = container.add_stream("libx264", rate=FPS)
             stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
+            if picture is not _picture:  # keep the picture's noise: H.264 would skip it
+                stream.options = {"qp": "0"}
         sound = container.add_stream(audio, rate=RATE) if audio else None
         if sound is not None:
             sound.layout = "mono"
         if video:
             for i in range(FRAMES):
-                frame = av.VideoFrame.from_ndarray(_picture(i), format="rgb24")
+                frame = av.VideoFrame.from_ndarray(picture(i), format="rgb24")
                 frame.pts = i
                 container.mux(stream.encode(frame))
             container.mux(stream.encode(None))
@@ -217,16 +223,50 @@ def test_cli_routes_videos_and_shows_frame_progress(tmp_path: Path, net, capsys)
     assert f"wrote {out} (32 x 24, 6 frames at 10 fps" in captured.out
     assert f"{FRAMES}/{FRAMES}" in captured.err and "frame" in captured.err  # tqdm's bar
     assert len(_frames(out)) == FRAMES
+    steady = tmp_path / "steady.mp4"
+    assert main(["stylize", str(clip), "--model", str(folder), "-o", str(steady), "--steady"]) == 0
+    assert len(_frames(steady)) == FRAMES
+    photo = tmp_path / "photo.png"
+    Image.fromarray(_picture(0)).save(photo)
+    args = ["stylize", str(photo), "--model", str(folder), "-o", str(tmp_path / "p.png")]
+    assert main([*args, "--steady"]) == 2
+    assert "--steady steadies the frames of a video" in capsys.readouterr().err
+    assert main([*args[:-2], "-o", str(clip.with_suffix(".x.mp4")), "--steady", "1"]) == 2
     bad = tmp_path / "styled.png"
     assert main(["stylize", str(clip), "--model", str(folder), "-o", str(bad)]) == 2
     assert "Cannot write a video to" in capsys.readouterr().err
     assert not bad.exists()
 
 
+def _noisy_still(i: int) -> np.ndarray:
+    """Frame ``i`` of a still scene filmed with a noisy camera (sigma 3 grey levels)."""
+    noise = np.random.default_rng(i).normal(0, 3, (H, W, 3))
+    return np.clip(_picture(0) + noise, 0, 255).round().astype(np.uint8)
+
+
+def _flicker(frames: list[np.ndarray]) -> float:
+    """Mean absolute change of luminance from frame to frame, 0-255."""
+    lumas = [_luma(_tensor(f)) for f in frames]
+    return 255 * float(np.mean([(b - a).abs().mean() for a, b in pairwise(lumas)]))
+
+
+def test_steady_frames_flicker_less_on_a_still_scene(tmp_path: Path, net) -> None:
+    clip = make_clip(tmp_path / "still.mp4", audio=None, picture=_noisy_still)
+    plain, steady = tmp_path / "plain.mp4", tmp_path / "steady.mp4"
+    stylize_video(net, clip, plain)
+    stylize_video(net, clip, steady, steady=0.8)
+    plain_frames, steady_frames = _frames(plain), _frames(steady)
+    # The first frame is the net's own; later ones move far less (H.264's own noise stays).
+    assert psnr(_luma(_tensor(steady_frames[0])), _luma(_tensor(plain_frames[0]))) > 30
+    assert _flicker(steady_frames) < 0.6 * _flicker(plain_frames)
+
+
 def test_bad_options_fail_before_any_work(tmp_path: Path, net) -> None:
     clip = make_clip(tmp_path / "clip.mp4")
     with pytest.raises(UsageError, match="strength"):
         stylize_video(net, clip, tmp_path / "out.mp4", strength=2.0)
+    with pytest.raises(UsageError, match="steady"):
+        stylize_video(net, clip, tmp_path / "out.mp4", steady=1.0)
     with pytest.raises(UsageError, match="Cannot write a video"):
         stylize_video(net, clip, tmp_path / "out.webm")
     _only(tmp_path, "clip.mp4")

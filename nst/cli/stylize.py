@@ -20,6 +20,7 @@ from nst.johnson import TransformerNet, load_transformer, stylize
 from nst.johnson.engines import ENGINES
 from nst.johnson.tiling import Progress
 from nst.precision import INFERENCE_PRECISIONS
+from nst.temporal import DEFAULT_STEADY, check_steady
 from nst.video import is_video
 
 HELP = "stylise a photo or video with a trained transformer net (Johnson et al. 2016)"
@@ -47,6 +48,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--size", type=int, default=None, help="output long side in px")
     parser.add_argument("--strength", type=float, default=1.0, help="1 = full style, 0 = the photo")
     parser.add_argument("--preserve-colors", action="store_true", help="keep the photo's colours")
+    parser.add_argument(
+        "--steady",
+        type=float,
+        nargs="?",
+        const=DEFAULT_STEADY,
+        default=0.0,
+        metavar="S",
+        help="video only: keep strokes still where the scene is still, S in [0, 1) the weight "
+        f"of the last frames (--steady alone: {DEFAULT_STEADY:g}; default 0, off)",
+    )
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda if present)")
     parser.add_argument(
         "--tile",
@@ -186,7 +197,12 @@ def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str |
     start = time.perf_counter()
     try:
         result = stylize_video(
-            model, args.content, args.output, **_options(args, tile), progress=progress
+            model,
+            args.content,
+            args.output,
+            steady=args.steady,
+            **_options(args, tile),
+            progress=progress,
         )
     finally:
         close()
@@ -201,6 +217,9 @@ def run_video(args: argparse.Namespace, model: TransformerNet, tile: int | str |
 def run(args: argparse.Namespace) -> int:
     tile = parse_tile(args.tile)  # a bad --tile fails before the model is loaded
     parse_blend(args.blend)  # so does a bad --blend
+    check_steady(args.steady)  # and a bad --steady, or one for a photo
+    if args.steady and not is_video(args.content):
+        raise UsageError("--steady steadies the frames of a video; a photo has only one.")
     model = resolve_model(args.model)
     zoo_id = not Path(args.model).exists()
     if args.blend and args.style is None and model.config.num_styles == 1 and zoo_id:

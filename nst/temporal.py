@@ -1,0 +1,116 @@
+"""Steady strokes on video and the webcam: where the scene holds still, show a running mean
+of the stylised frames instead of each frame alone.
+
+A Johnson net stylises frames one by one, and it amplifies small changes of its input:
+camera noise comes out several times larger, so on a still scene every stroke shimmers.
+:class:`FrameSmoother` keeps an exponential moving average of the net's outputs and shows
+it wherever the photo has not changed beyond noise; where it has (motion, a cut), the new
+output shows at once. (A new style on a still scene fades in over a few frames.)
+
+The gate compares each frame with the running mean of the *inputs* (the photo that the
+shown picture was made from), not with the previous frame, so slow motion opens it as its
+change adds up instead of smearing. A camera that pans moves the whole picture: the shift
+between the frame and that running mean is found by phase correlation, and the history is
+moved with the scene before the two are compared and blended, so the strokes travel with
+what they paint. Other motion (a person walking, a zoom) opens the gate there, and those
+parts are the net's own output for the frame, with strokes that still re-render.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from nst.errors import UsageError
+
+#: History weight where the scene is still; 0.7 averages over about six frames
+#: (benchmarks/bench_flicker.py --clips measures the trade).
+DEFAULT_STEADY = 0.7
+
+# Gate, on the local mean (5x5) of the absolute luminance change, in [0, 1] units. Camera
+# noise of sigma 2/255 per channel leaves about 1.2/255 there: below QUIET the picture
+# is treated as still; above MOVING as changed, and the new output shows alone.
+QUIET = 3 / 255
+MOVING = 12 / 255
+WINDOW = 5
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
+def check_steady(steady: float) -> float:
+    """A smoothing strength in [0, 1): 0 shows every frame as the net made it."""
+    if isinstance(steady, bool) or not isinstance(steady, (int, float)):
+        raise UsageError(f"steady must be a number in [0, 1), not {steady!r}.")
+    if math.isnan(steady) or not 0.0 <= steady < 1.0:
+        raise UsageError(f"steady must be at least 0 and below 1 (0 = off), not {steady}.")
+    return float(steady)
+
+
+def _luma(x: torch.Tensor) -> torch.Tensor:
+    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * weights).sum(dim=1, keepdim=True)
+
+
+def camera_shift(now: torch.Tensor, before: torch.Tensor) -> tuple[int, int]:
+    """The whole-pixel shift (dy, dx) that moves ``before`` onto ``now``, both (1, 1, H, W),
+    by phase correlation; (0, 0) when the peak lies further than an eighth of the frame."""
+    cross = torch.fft.rfft2(now[0, 0]) * torch.fft.rfft2(before[0, 0]).conj()
+    peak = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=now.shape[-2:])
+    height, width = peak.shape
+    dy, dx = divmod(int(peak.argmax()), width)
+    dy, dx = (dy - height if dy > height // 2 else dy), (dx - width if dx > width // 2 else dx)
+    if abs(dy) > height // 8 or abs(dx) > width // 8:
+        return 0, 0
+    return dy, dx
+
+
+def _shifted(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` moved by (dy, dx), and a (1, 1, H, W) mask of where it has a picture (not
+    what rolled in from the far edge)."""
+    height, width = x.shape[-2:]
+    inside = torch.zeros_like(x[:, :1])
+    inside[..., max(dy, 0) : height + min(dy, 0), max(dx, 0) : width + min(dx, 0)] = 1
+    return torch.roll(x, (dy, dx), dims=(-2, -1)), inside
+
+
+class FrameSmoother:
+    """One stream's temporal smoothing: ``shown = smoother(photo, stylised)`` per frame.
+
+    ``photo`` is the frame the net saw and ``stylised`` its output, both (1, 3, H, W) in
+    [0, 1] and of the same size. ``steady`` is the history's weight where the scene is
+    still (0: off). A change of frame size starts afresh.
+    """
+
+    def __init__(self, steady: float = DEFAULT_STEADY) -> None:
+        self.steady = check_steady(steady)
+        self._shown: torch.Tensor | None = None
+        self._seen: torch.Tensor | None = None  # the running mean of the inputs
+
+    def reset(self) -> None:
+        self._shown = self._seen = None
+
+    @torch.no_grad()
+    def __call__(self, photo: torch.Tensor, stylised: torch.Tensor) -> torch.Tensor:
+        if photo.shape != stylised.shape:
+            raise ValueError(f"photo {tuple(photo.shape)} and output {tuple(stylised.shape)}")
+        stylised = stylised.float()
+        photo = photo.to(device=stylised.device, dtype=torch.float32)
+        if self.steady == 0.0:
+            return stylised
+        if self._shown is None or self._shown.shape != stylised.shape:
+            self._shown, self._seen = stylised.clone(), photo.clone()
+            return stylised
+        assert self._seen is not None
+        luma = _luma(photo)
+        dy, dx = camera_shift(luma, _luma(self._seen))
+        self._shown, inside = _shifted(self._shown, dy, dx)
+        self._seen, _ = _shifted(self._seen, dy, dx)
+        change = (luma - _luma(self._seen)).abs()
+        change = F.avg_pool2d(change, WINDOW, 1, WINDOW // 2, count_include_pad=False)
+        moving = ((change - QUIET) / (MOVING - QUIET)).clamp(0, 1)
+        keep = self.steady * (1 - moving) * inside  # the history's weight per pixel
+        self._shown = torch.lerp(stylised, self._shown, keep)
+        self._seen = torch.lerp(photo, self._seen, keep)
+        return self._shown.clone()
