@@ -88,7 +88,7 @@ def _live_dependency(base: str) -> tuple[int, int]:
 
 def _payload(frame: str, style: str, size: int) -> list[object]:
     image = {"url": frame, "path": None, "meta": {"_type": "gradio.FileData"}}
-    return [image, style, size, None]
+    return [image, style, size, True, None]  # steady strokes on, as the page starts
 
 
 def drive_stream(

@@ -12,6 +12,7 @@ import os
 import re
 import socket
 import time
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -558,18 +559,40 @@ def test_live_frames_are_stylised_and_the_rate_is_shown(files) -> None:
     """Webcam frames: resized to the live size, stylised by the style's net, the rate shown."""
     page = Handlers(tiny_config(files["catalogue"], None))
     frame = (np.random.default_rng(0).random((480, 640, 3)) * 255).astype(np.uint8)
-    meter = None
+    stream = None
     for _ in range(3):
-        out, status, meter = page.live(frame, STYLE_ID, 160, meter)
+        out, status, stream = page.live(frame, STYLE_ID, 160, False, stream)
     assert out.shape == (120, 160, 3) and out.dtype == np.uint8
     model = zoo.load(STYLE_ID, catalogue=files["catalogue"])
     small = Image.fromarray(frame).resize((160, 120), Image.Resampling.BILINEAR, reducing_gap=2.0)
     expected = np.asarray(stylize(model, small, size=None))
     assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
     assert re.search(r"Live — [\d.]+ frames/s\*\* · \d+ ms per frame", status)
-    assert page.live(None, STYLE_ID, 160, meter)[0] is None  # the stream's last call
+    assert page.live(None, STYLE_ID, 160, False, stream)[0] is None  # the stream's last call
     with pytest.raises(gr.Error, match="There is no style"):
-        page.live(frame, "nope", 160, None)
+        page.live(frame, "nope", 160, True, None)
+
+
+def test_steady_live_frames_hold_still_where_the_scene_does(files) -> None:
+    """A still scene through a noisy camera: with steady strokes the shown frames change far
+    less from one to the next; the first frame, and every frame without, is the net's own."""
+    page = Handlers(tiny_config(files["catalogue"], None))
+    rng = np.random.default_rng(0)
+    scene = rng.random((120, 160, 3)) * 200 + 20
+    frames = [(scene + rng.normal(0, 2, scene.shape)).round().astype(np.uint8) for _ in range(8)]
+    shown: dict[bool, list[np.ndarray]] = {}
+    for steady in (False, True):
+        stream = None
+        shown[steady] = []
+        for frame in frames:
+            out, _, stream = page.live(frame, STYLE_ID, 160, steady, stream)
+            shown[steady].append(out.astype(float))
+    assert np.abs(shown[True][0] - shown[False][0]).max() == 0
+
+    def change(outs: list[np.ndarray]) -> float:
+        return float(np.mean([np.abs(b - a).mean() for a, b in pairwise(outs[2:])]))
+
+    assert change(shown[True]) < 0.5 * change(shown[False])
 
 
 def test_the_live_stream_has_its_own_slot(files) -> None:

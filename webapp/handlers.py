@@ -27,6 +27,7 @@ from nst.gatys import INITS as GATYS_INITS
 from nst.gatys import GatysConfig, GatysProgress
 from nst.images import load_image, png_bytes
 from nst.johnson import TransformerNet, stylize_tensor
+from nst.temporal import FrameSmoother
 from webapp import gpu
 from webapp.config import AppConfig, installed_styles
 from webapp.errors import refuse, shows_errors
@@ -105,6 +106,14 @@ class FrameMeter:
             return "Live — waiting for frames"
         ms = 1000 * sum(self.compute) / len(self.compute)
         return f"**Live — {rate:.1f} frames/s** · {ms:.0f} ms per frame to stylise"
+
+
+@dataclass
+class LiveStream:
+    """One visitor's webcam stream: its frame-rate meter and its temporal smoother."""
+
+    meter: FrameMeter = field(default_factory=FrameMeter)
+    smoother: FrameSmoother = field(default_factory=FrameSmoother)
 
 
 def frame_tensor(frame: np.ndarray, long_side: int) -> torch.Tensor:
@@ -342,32 +351,42 @@ class Handlers:
 
     @shows_errors
     def live(
-        self, frame: np.ndarray | None, style: str | None, size: int, meter: FrameMeter | None
-    ) -> tuple[np.ndarray | None, str, FrameMeter]:
+        self,
+        frame: np.ndarray | None,
+        style: str | None,
+        size: int,
+        steady: bool,
+        stream: LiveStream | None,
+    ) -> tuple[np.ndarray | None, str, LiveStream]:
         """Stylise one webcam frame with the style's trained network (the live stream).
 
         Args:
             frame: the webcam frame (an RGB array, as the stream sends it).
             style: a style id of the zoo, e.g. "starry_night".
             size: the frame's long side in pixels before stylising.
-            meter: the stream's frame-rate meter (kept by the page, per visitor).
+            steady: keep the strokes still where the scene is still (a running mean of
+                the stylised frames there), so camera noise does not make them shimmer.
+            stream: the stream's state, kept by the page per visitor.
 
         Returns:
-            The stylised frame, a status line with the frames per second, and the meter.
+            The stylised frame, a status line with the frames per second, and the state.
         """
-        meter = meter or FrameMeter()
+        stream = stream or LiveStream()
         if frame is None:  # the stream's last call
-            return None, meter.status(), meter
+            return None, stream.meter.status(), stream
         model = self.trained_model(self.style_entry(style))
         start = time.perf_counter()
+        photo = frame_tensor(frame, size)
         # The tensor path, with no PIL round trip: it matters at webcam rates
         # (benchmarks/bench_live.py).
-        out = stylize_tensor(
-            model, frame_tensor(frame, size), device=gpu.live_device(self.config.device)
-        )
+        out = stylize_tensor(model, photo, device=gpu.live_device(self.config.device))
+        if steady:
+            out = stream.smoother(photo, out)
+        else:
+            stream.smoother.reset()  # switched back on, it starts from the frame it gets
         result = frame_pixels(out)
-        meter.tick(time.perf_counter() - start)
-        return result, meter.status(), meter
+        stream.meter.tick(time.perf_counter() - start)
+        return result, stream.meter.status(), stream
 
 
 def _blend_title(entry: StyleEntry, other: StyleEntry, blend: float) -> str:

@@ -182,12 +182,16 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                     64, config.max_live_size, value=config.live_size, step=16, precision=0,
                     label="Live size", info="the frames' long side, px",
                 )  # fmt: skip
+                live_steady = gr.Checkbox(
+                    value=True, label="Steady strokes",
+                    info="where the scene is still, strokes hold still instead of shimmering",
+                )  # fmt: skip
                 live_status = gr.Markdown(elem_id="live-status")
-            live_meter = gr.State(None)  # per visitor: the stream's frame-rate meter
+            live_state = gr.State(None)  # per visitor: frame-rate meter and smoother
         live_in.stream(
             handlers.live,
-            inputs=[live_in, style, live_size, live_meter],
-            outputs=[live_out, live_status, live_meter],
+            inputs=[live_in, style, live_size, live_steady, live_state],
+            outputs=[live_out, live_status, live_state],
             api_name="live",
             concurrency_id="live",
             concurrency_limit=config.live_concurrency,
