@@ -35,6 +35,9 @@ DEFAULT_STEADY = 0.7
 QUIET = 3 / 255
 MOVING = 12 / 255
 WINDOW = 5
+# A phase-correlation peak of a real shift stands at 0.3-1 (the share of the picture that
+# moved with it); between unrelated noise frames of 320x240 the largest value is about 0.015.
+PEAK = 0.05
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -55,15 +58,18 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 def camera_shift(now: torch.Tensor, before: torch.Tensor) -> tuple[int, int]:
     """The whole-pixel shift (dy, dx) that moves ``before`` onto ``now``, both (1, 1, H, W),
-    by phase correlation; (0, 0) when the peak lies further than an eighth of the frame."""
+    by phase correlation, looked for within an eighth of the frame each way; (0, 0) when
+    the best peak there is too weak to be a scene's (a featureless, noisy frame)."""
     cross = torch.fft.rfft2(now[0, 0]) * torch.fft.rfft2(before[0, 0]).conj()
     peak = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=now.shape[-2:])
-    height, width = peak.shape
-    dy, dx = divmod(int(peak.argmax()), width)
-    dy, dx = (dy - height if dy > height // 2 else dy), (dx - width if dx > width // 2 else dx)
-    if abs(dy) > height // 8 or abs(dx) > width // 8:
+    reach_y, reach_x = peak.shape[0] // 8, peak.shape[1] // 8
+    # Shifts -reach..reach each way, with no shift at (reach_y, reach_x).
+    near = torch.roll(peak, (reach_y, reach_x), dims=(0, 1))[: 2 * reach_y + 1, : 2 * reach_x + 1]
+    at = int(near.argmax())
+    if float(near.flatten()[at]) < PEAK:
         return 0, 0
-    return dy, dx
+    row, col = divmod(at, near.shape[1])
+    return row - reach_y, col - reach_x
 
 
 def _shifted(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
