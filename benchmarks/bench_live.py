@@ -86,13 +86,13 @@ def _live_dependency(base: str) -> tuple[int, int]:
     raise SystemExit("The app has no 'live' endpoint.")
 
 
-def _payload(frame: str, style: str, size: int) -> list[object]:
+def _payload(frame: str, style: str, size: int, steady: bool) -> list[object]:
     image = {"url": frame, "path": None, "meta": {"_type": "gradio.FileData"}}
-    return [image, style, size, True, None]  # steady strokes on, as the page starts
+    return [image, style, size, steady, None]
 
 
 def drive_stream(
-    base: str, frames: list[str], style: str, size: int, seconds: float
+    base: str, frames: list[str], style: str, size: int, seconds: float, steady: bool = True
 ) -> StreamResult:
     """Play one webcam stream for ``seconds``; every result is fetched as the page does."""
     fn_index, trigger = _live_dependency(base)
@@ -100,7 +100,7 @@ def drive_stream(
     result = StreamResult()
     with httpx.Client(base_url=f"{base}/gradio_api", timeout=60) as http:
         body = {
-            "data": _payload(frames[0], style, size), "fn_index": fn_index,
+            "data": _payload(frames[0], style, size, steady), "fn_index": fn_index,
             "trigger_id": trigger, "session_hash": session, "event_data": None,
         }  # fmt: skip
         sent = time.monotonic()
@@ -129,7 +129,7 @@ def drive_stream(
                 if now >= end:
                     http.post(f"/stream/{event_id}/close")
                     continue
-                body["data"] = _payload(frames[index % len(frames)], style, size)
+                body["data"] = _payload(frames[index % len(frames)], style, size, steady)
                 index += 1
                 sent = time.monotonic()
                 http.post(f"/stream/{event_id}", json=body)
@@ -172,6 +172,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--viewers", type=int, default=1, help="streams at once")
     parser.add_argument(
+        "--steady",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="the page's 'Steady strokes' (on, as the page starts)",
+    )
+    parser.add_argument(
         "--photo", type=Path, default=ROOT / "examples" / "golden_gate.jpg", help="frame source"
     )
     args = parser.parse_args()
@@ -186,16 +192,20 @@ def main() -> None:
     print(f"engine for the frames: {frame_plan(args.style, args.size, width, height)}")
     print(
         f"app stream endpoint /live: style {args.style}, live size {args.size} px (camera "
-        f"{args.camera} JPEG frames), {args.viewers} viewer(s), {args.seconds:g} s per round"
+        f"{args.camera} JPEG frames), {args.viewers} viewer(s), {args.seconds:g} s per round, "
+        f"steady strokes {'on' if args.steady else 'off'}"
     )
-    drive_stream(base, frames, args.style, args.size, 3.0)  # warm-up: model load, first runs
+    # Warm-up: model load, first runs.
+    drive_stream(base, frames, args.style, args.size, 3.0, args.steady)
     rates: list[float] = []
     try:
         for number in range(1, args.rounds + 1):
             results: list[StreamResult] = [StreamResult() for _ in range(args.viewers)]
 
             def play(slot: int, into: list[StreamResult] = results) -> None:
-                into[slot] = drive_stream(base, frames, args.style, args.size, args.seconds)
+                into[slot] = drive_stream(
+                    base, frames, args.style, args.size, args.seconds, args.steady
+                )
 
             threads = [threading.Thread(target=play, args=(i,)) for i in range(args.viewers)]
             for thread in threads:

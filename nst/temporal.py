@@ -72,6 +72,13 @@ def camera_shift(now: torch.Tensor, before: torch.Tensor) -> tuple[int, int]:
     return row - reach_y, col - reach_x
 
 
+def _moving(luma: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
+    """Per pixel, 0 where the frame matches the inputs' running mean to within camera noise,
+    1 where it has changed, a ramp between."""
+    change = F.avg_pool2d((luma - seen).abs(), WINDOW, 1, WINDOW // 2, count_include_pad=False)
+    return ((change - QUIET) / (MOVING - QUIET)).clamp(0, 1)
+
+
 def _shifted(x: torch.Tensor, dy: int, dx: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``x`` moved by (dy, dx), and a (1, 1, H, W) mask of where it has a picture (not
     what rolled in from the far edge)."""
@@ -92,7 +99,7 @@ class FrameSmoother:
     def __init__(self, steady: float = DEFAULT_STEADY) -> None:
         self.steady = check_steady(steady)
         self._shown: torch.Tensor | None = None
-        self._seen: torch.Tensor | None = None  # the running mean of the inputs
+        self._seen: torch.Tensor | None = None  # the running mean of the inputs' luminance
 
     def reset(self) -> None:
         self._shown = self._seen = None
@@ -105,18 +112,17 @@ class FrameSmoother:
         photo = photo.to(device=stylised.device, dtype=torch.float32)
         if self.steady == 0.0:
             return stylised
+        luma = _luma(photo)
         if self._shown is None or self._shown.shape != stylised.shape:
-            self._shown, self._seen = stylised.clone(), photo.clone()
+            self._shown, self._seen = stylised.clone(), luma
             return stylised
         assert self._seen is not None
-        luma = _luma(photo)
-        dy, dx = camera_shift(luma, _luma(self._seen))
-        self._shown, inside = _shifted(self._shown, dy, dx)
-        self._seen, _ = _shifted(self._seen, dy, dx)
-        change = (luma - _luma(self._seen)).abs()
-        change = F.avg_pool2d(change, WINDOW, 1, WINDOW // 2, count_include_pad=False)
-        moving = ((change - QUIET) / (MOVING - QUIET)).clamp(0, 1)
-        keep = self.steady * (1 - moving) * inside  # the history's weight per pixel
+        dy, dx = camera_shift(luma, self._seen)
+        keep_inside: torch.Tensor | float = 1.0
+        if dy or dx:  # the camera moved: the history moves with the scene first
+            self._shown, keep_inside = _shifted(self._shown, dy, dx)
+            self._seen, _ = _shifted(self._seen, dy, dx)
+        keep = self.steady * (1 - _moving(luma, self._seen)) * keep_inside  # per pixel
         self._shown = torch.lerp(stylised, self._shown, keep)
-        self._seen = torch.lerp(photo, self._seen, keep)
+        self._seen = torch.lerp(luma, self._seen, keep)
         return self._shown.clone()
