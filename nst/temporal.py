@@ -37,7 +37,10 @@ MOVING = 12 / 255
 WINDOW = 5
 # A phase-correlation peak of a real shift stands at 0.3-1 (the share of the picture that
 # moved with it); between unrelated noise frames of 320x240 the largest value is about 0.015.
+# Weaker peaks are not checked further.
 PEAK = 0.05
+# A shift is taken only if it leaves at most this share of the frames' mismatch.
+BETTER = 0.8
 
 _LUMA = (0.299, 0.587, 0.114)
 
@@ -58,18 +61,24 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
 
 def camera_shift(now: torch.Tensor, before: torch.Tensor) -> tuple[int, int]:
     """The whole-pixel shift (dy, dx) that moves ``before`` onto ``now``, both (1, 1, H, W),
-    by phase correlation, looked for within an eighth of the frame each way; (0, 0) when
-    the best peak there is too weak to be a scene's (a featureless, noisy frame)."""
+    by phase correlation, looked for within an eighth of the frame each way. (0, 0) unless
+    the peak is clear and the shift matches the frames clearly better than none: a
+    featureless, noisy frame has chance peaks, the more the smaller it is."""
     cross = torch.fft.rfft2(now[0, 0]) * torch.fft.rfft2(before[0, 0]).conj()
     peak = torch.fft.irfft2(cross / cross.abs().clamp_min(1e-12), s=now.shape[-2:])
     reach_y, reach_x = peak.shape[0] // 8, peak.shape[1] // 8
     # Shifts -reach..reach each way, with no shift at (reach_y, reach_x).
     near = torch.roll(peak, (reach_y, reach_x), dims=(0, 1))[: 2 * reach_y + 1, : 2 * reach_x + 1]
     at = int(near.argmax())
-    if float(near.flatten()[at]) < PEAK:
-        return 0, 0
     row, col = divmod(at, near.shape[1])
-    return row - reach_y, col - reach_x
+    dy, dx = row - reach_y, col - reach_x
+    if (dy, dx) == (0, 0) or float(near.flatten()[at]) < PEAK:
+        return 0, 0
+    moved, inside = _shifted(before, dy, dx)
+    kept = (now - moved).abs().mul(inside).sum() / inside.sum().clamp_min(1)
+    if float(kept) > BETTER * float((now - before).abs().mean()):
+        return 0, 0
+    return dy, dx
 
 
 def _moving(luma: torch.Tensor, seen: torch.Tensor) -> torch.Tensor:
