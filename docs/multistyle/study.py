@@ -7,6 +7,8 @@ one-style nets and Gatys-100: the judged losses per style, and the flicker numbe
     python -m docs.multistyle.study curve --model runs/add_udnie --label udnie
     python -m docs.multistyle.study grid --model runs/multi/export [--out grid.jpg]
     python -m docs.multistyle.study discs --model zoo/models/starry_night [--size 512]
+    python -m docs.multistyle.study steady --model zoo/models/starry_night [--steady 0.7]
+    python -m docs.multistyle.study phases --model zoo/models/starry_night
     python -m docs.multistyle.study evaluation --label plain --out evaluation.json
 
 ``evaluation`` writes one label's scores as the catalogue's evaluation records (style id ->
@@ -22,7 +24,9 @@ from the photo on the same loss and, where the zoo bundles a net of that paintin
 it. The scores are kept in ``docs/multistyle/scores.json`` (one entry per label), so a
 table can be filled in across machines; ``report`` writes ``docs/multistyle/results.md``
 from them. ``grid`` draws every style of a net on held-out photos (a face and skies, where
-Starry Night's discs show), one row per style beside its painting.
+Starry Night's discs show), one row per style beside its painting. ``steady`` judges the
+last frame of a still and a panning clip with and without ``nst.temporal.FrameSmoother``;
+``phases`` averages a net over offsets of its input on the stride grid.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from docs.johnson_recipes.study import (
 )
 from nst.color import rgb_to_ycbcr
 from nst.hardware import summary
-from nst.images import load_image, to_tensor
+from nst.images import load_image, to_pil, to_tensor
 from nst.johnson import TransformerNet, load_transformer, stylize
 from nst.judge import Judge, Score, judge_network
 
@@ -225,6 +229,116 @@ def discs(args: argparse.Namespace) -> None:
     print(json.dumps({"model": str(args.model), "size": args.size, "mean": mean, **shares}))
 
 
+class PhaseMean(torch.nn.Module):
+    """A net run on the photo moved by each offset in ``offsets`` (its output moved back),
+    the outputs mixed per pixel: "mean" averages them; "pick" takes each pixel from the pass
+    that puts it at the start of a stride-4 cell; "tent" weights the passes by how near the
+    middle of a cell they put it. Over all 16 offsets, "pick" is exactly shift-equivariant."""
+
+    def __init__(self, net: torch.nn.Module, offsets: list[tuple[int, int]], mix: str) -> None:
+        super().__init__()
+        self.net, self.offsets, self.mix = net, offsets, mix
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.offsets == [(0, 0)]:
+            return self.net(x)
+        h, w = x.shape[-2:]
+        padded = torch.nn.functional.pad(x, (4, 4, 4, 4), mode="reflect")
+        total, weights = torch.zeros_like(x), torch.zeros_like(x[:, :1])
+        rows, cols = torch.arange(h).view(-1, 1), torch.arange(w).view(1, -1)
+        for dy, dx in self.offsets:
+            out = self.net(padded[..., dy : dy + h + 4, dx : dx + w + 4])
+            out = out[..., 4 - dy : 4 - dy + h, 4 - dx : 4 - dx + w]
+            py, px = (rows + 4 - dy) % 4, (cols + 4 - dx) % 4  # the pixel's place in its cell
+            if self.mix == "pick":
+                weight = ((py == 0) & (px == 0)).float()
+            elif self.mix == "tent":
+                weight = (2 - (py - 1.5).abs()) * (2 - (px - 1.5).abs())
+            else:
+                weight = torch.ones(h, w)
+            total += out * weight
+            weights += weight
+        return total / weights
+
+
+def phases(args: argparse.Namespace) -> None:
+    """Flicker and judged total of a one-style net mixed over offsets of its input on the
+    stride grid, without training: the mean of 4 offsets (0 or 2 px each way), or all 16
+    picked or tent-weighted per pixel (:class:`PhaseMean`)."""
+    import itertools
+
+    import benchmarks.bench_flicker as flicker
+
+    net, _ = resolve(args.model)
+    net.eval()
+    style_id = net.config.style_ids[0]
+    judge = Judge(judge_network(str(VGG16), "cpu"), painting_of(style_id), 512)
+    gatys = reference(style_id, judge, photos())
+    shots = [to_tensor(load_image(CONTENT / name, long_side=512)) for name in flicker.PHOTOS]
+    variants = {
+        "plain": ([(0, 0)], "mean"),
+        "4 mean": (list(itertools.product((0, 2), repeat=2)), "mean"),
+    }
+    for mix in ("mean", "pick", "tent"):
+        variants[f"16 {mix}"] = (list(itertools.product(range(4), repeat=2)), mix)
+    for label, (offsets, mix) in variants.items():
+        model = PhaseMean(net, offsets, mix).eval()
+        mine, _ = score_net(model, judge, photos())
+
+        def run(_net, _style, photo, model=model):
+            with torch.inference_mode():
+                return model(photo).clamp(0, 1)
+
+        flicker.run = run  # the benchmark's measures, through the averaged net
+        result = flicker.measure(net, None, shots)
+        row = {"variant": label, "total": round(total(mine), 3),
+               "content_x": round(mine.content / gatys.content, 2),
+               "style_x": round(mine.style / gatys.style, 2),
+               "shift": round(result.shift, 2), "gain": round(result.gain, 2)}  # fmt: skip
+        print(json.dumps(row), flush=True)
+    print(f"machine: {summary('cpu')}")
+
+
+def steady(args: argparse.Namespace) -> None:
+    """What steady strokes cost a picture: the judged total of the last frame of
+    bench_flicker's still and pan clips, shown through nst.temporal.FrameSmoother (weight
+    --steady) and as the net made it; and a figure of the pan's last frames."""
+    from benchmarks.bench_flicker import pan_clip, smooth, still_clip
+
+    net, _ = resolve(args.model)
+    row = args.only[0] if args.only else None
+    if row:
+        net = net.with_style(row)
+    net.eval()
+    style_id = row or net.config.style_ids[0]
+    judge = Judge(judge_network(str(VGG16), "cpu"), painting_of(style_id), 512)
+    sums: dict[str, float] = {}
+    figure = []
+    for seed, (name, photo) in enumerate(photos().items()):
+        with torch.inference_mode():
+            clips = {"still": still_clip(photo, seed), "pan": pan_clip(photo)}
+            for clip, frames in clips.items():
+                outs = [net(frame).clamp(0, 1) for frame in frames]
+                shown = smooth(frames, outs, args.steady)
+                truth = photo if clip == "still" else frames[-1]
+                for kind, picture in (("off", outs[-1]), ("steady", shown[-1])):
+                    key = f"{clip} {kind}"
+                    sums[key] = sums.get(key, 0.0) + total(judge.score(picture, truth)) / 4
+                if clip == "pan":
+                    figure.append((name, [to_pil(x) for x in (frames[-1], outs[-1], shown[-1])]))
+    entry = {
+        "model": str(args.model),
+        "style": style_id,
+        "steady": args.steady,
+        "machine": summary("cpu"),
+        "date": time.strftime("%Y-%m-%d"),
+        "totals": sums,
+    }
+    print(json.dumps(entry), flush=True)
+    if args.out:
+        labelled_grid(figure, args.out, cell=args.cell, label_width=150, quality=90)
+
+
 def evaluation(args: argparse.Namespace) -> None:
     """One label's scores as catalogue evaluation records: what the model card shows."""
     entry = json.loads(SCORES.read_text())[args.label]
@@ -255,6 +369,8 @@ def main() -> None:
         "curve": curve,
         "grid": grid,
         "discs": discs,
+        "steady": steady,
+        "phases": phases,
         "evaluation": evaluation,
     }
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -265,6 +381,7 @@ def main() -> None:
         "--only", nargs="*", help="score, grid: these style ids only; discs: the row to judge"
     )
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--steady", type=float, default=0.7, help="steady: the smoother's weight")
     parser.add_argument("--size", type=int, default=384, help="grid: the photos' long side")
     parser.add_argument("--cell", type=int, default=180, help="grid: a picture's cell (px)")
     parser.add_argument(
