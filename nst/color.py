@@ -17,6 +17,11 @@ def rgb_to_ycbcr(image: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ij,bjhw->bihw", m, image)
 
 
+def luminance(image: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) Y, the first row of :func:`rgb_to_ycbcr`."""
+    return torch.einsum("j,bjhw->bhw", _RGB_TO_YCC[0].to(image), image).unsqueeze(1)
+
+
 def ycbcr_to_rgb(image: torch.Tensor) -> torch.Tensor:
     m = torch.linalg.inv(_RGB_TO_YCC.double()).to(image)
     return torch.einsum("ij,bjhw->bihw", m, image)

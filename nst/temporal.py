@@ -23,6 +23,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from nst.color import luminance
 from nst.errors import UsageError
 
 #: History weight where the scene is still; 0.7 averages over about six frames
@@ -42,8 +43,6 @@ PEAK = 0.05
 # A shift is taken only if it leaves at most this share of the frames' mismatch.
 BETTER = 0.8
 
-_LUMA = (0.299, 0.587, 0.114)
-
 
 def check_steady(steady: float) -> float:
     """A smoothing strength in [0, 1): 0 shows every frame as the net made it."""
@@ -52,11 +51,6 @@ def check_steady(steady: float) -> float:
     if math.isnan(steady) or not 0.0 <= steady < 1.0:
         raise UsageError(f"steady must be at least 0 and below 1 (0 = off), not {steady}.")
     return float(steady)
-
-
-def _luma(x: torch.Tensor) -> torch.Tensor:
-    weights = torch.tensor(_LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * weights).sum(dim=1, keepdim=True)
 
 
 def camera_shift(now: torch.Tensor, before: torch.Tensor) -> tuple[int, int]:
@@ -121,7 +115,7 @@ class FrameSmoother:
         photo = photo.to(device=stylised.device, dtype=torch.float32)
         if self.steady == 0.0:
             return stylised
-        luma = _luma(photo)
+        luma = luminance(photo)
         if self._shown is None or self._shown.shape != stylised.shape:
             self._shown, self._seen = stylised.clone(), luma
             return stylised

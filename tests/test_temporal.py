@@ -8,6 +8,7 @@ from itertools import pairwise
 import pytest
 import torch
 
+from nst.color import luminance, rgb_to_ycbcr
 from nst.errors import UsageError
 from nst.temporal import MOVING, FrameSmoother, camera_shift, check_steady
 
@@ -136,3 +137,13 @@ def test_strokes_travel_with_a_panning_camera() -> None:
         return sum(float((b[..., 2:] - a[..., :-2]).abs().mean()) for a, b in pairs) / 9
 
     assert change(shown) < 0.4 * change(outs)
+
+
+def test_the_gate_reads_the_luminance_of_bt601() -> None:
+    """Grey stays grey; pure green weighs 0.587; the Y of rgb_to_ycbcr, alone."""
+    assert torch.allclose(luminance(torch.full((1, 3, 2, 2), 0.4)), torch.full((1, 1, 2, 2), 0.4))
+    green = torch.zeros(1, 3, 1, 1)
+    green[:, 1] = 1
+    assert luminance(green).item() == pytest.approx(0.587)
+    scene = _scene(8)
+    assert torch.allclose(luminance(scene), rgb_to_ycbcr(scene)[:, :1])
