@@ -34,7 +34,9 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import pairwise
 from pathlib import Path
 
@@ -55,6 +57,9 @@ SHIFTS = range(1, 8)
 BORDER = 16
 NOISE_SIGMA = 2 / 255
 CLIP_FRAMES = 24
+
+#: A photo (1, 3, H, W) in [0, 1] -> its stylised picture, the same size.
+Paint = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -79,13 +84,13 @@ def run(net: TransformerNet, style: str | None, photo: torch.Tensor) -> torch.Te
     return stylize_tensor(net, photo, engine="torch", precision="fp32", tile=None, style=style)
 
 
-def shift_consistency(net: TransformerNet, style: str | None, photo: torch.Tensor) -> float:
+def shift_consistency(paint: Paint, photo: torch.Tensor) -> float:
     """Mean over k of the mean |difference| where the two crops show the same pixels."""
     width = photo.shape[-1]
     diffs = []
     for k in SHIFTS:
-        left = run(net, style, photo[..., : width - k])  # columns 0 .. W-k-1
-        right = run(net, style, photo[..., k:])  # columns k .. W-1
+        left = paint(photo[..., : width - k])  # columns 0 .. W-k-1
+        right = paint(photo[..., k:])  # columns k .. W-1
         # Columns k .. W-k-1 of the photo: at k.. in `left`, at 0.. in `right`.
         a = left[..., BORDER:-BORDER, k + BORDER : width - k - BORDER]
         b = right[..., BORDER:-BORDER, BORDER : width - 2 * k - BORDER]
@@ -93,21 +98,20 @@ def shift_consistency(net: TransformerNet, style: str | None, photo: torch.Tenso
     return statistics.fmean(diffs)
 
 
-def noise_stability(
-    net: TransformerNet, style: str | None, photo: torch.Tensor, seed: int
-) -> tuple[float, float]:
+def noise_stability(paint: Paint, photo: torch.Tensor, seed: int) -> tuple[float, float]:
     """(output difference, input difference), both mean |difference| in 0-255."""
     generator = torch.Generator().manual_seed(seed)
     noisy = (photo + NOISE_SIGMA * torch.randn(photo.shape, generator=generator)).clamp(0, 1)
-    out = float((run(net, style, photo) - run(net, style, noisy)).abs().mean()) * 255
+    out = float((paint(photo) - paint(noisy)).abs().mean()) * 255
     return out, float((noisy - photo).abs().mean()) * 255
 
 
-def measure(net: TransformerNet, style: str | None, photos: list[torch.Tensor]) -> Flicker:
+def measure(paint: Paint, photos: list[torch.Tensor]) -> Flicker:
+    """Both numbers for ``paint`` (a photo -> its stylised picture), over ``photos``."""
     shifts, outs, ins = [], [], []
     for seed, photo in enumerate(photos):
-        shifts.append(shift_consistency(net, style, photo))
-        out, inp = noise_stability(net, style, photo, seed)
+        shifts.append(shift_consistency(paint, photo))
+        out, inp = noise_stability(paint, photo, seed)
         outs.append(out)
         ins.append(inp)
     return Flicker(statistics.fmean(shifts), statistics.fmean(outs), sum(outs) / sum(ins))
@@ -202,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     bundled: list[Flicker] = []
     for text in models:
         label, net, style = parse_model(text)
-        result = measure(net, style, photos)
+        result = measure(partial(run, net, style), photos)
         if text.startswith("zoo:"):
             bundled.append(result)
         print(f"{label:<34} {result.shift:>14.2f} {result.noise:>14.2f} {result.gain:>10.2f}x")
